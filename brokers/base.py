@@ -1,0 +1,154 @@
+"""The venue boundary: what `orders` may ask of any venue, and what a venue answers.
+
+`orders` knows this module and nothing else of `brokers`' internals. Every adapter (the
+simulated venue, and later OANDA, Alpaca, CCXT, FIX) implements `VenueAdapter`. Values cross
+the boundary as frozen dataclasses of Decimals, strings and UTC datetimes, never models.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol, runtime_checkable
+
+
+class VenueError(Exception):
+    """Base of every error an adapter raises."""
+
+
+class VenueTransientError(VenueError):
+    """Timeouts, disconnects, 5xx, rate limits: the request may or may not have taken effect.
+
+    The caller retries with backoff, and before it resubmits an order it asks the venue for
+    the client order id (a timeout is not a rejection)."""
+
+
+class VenueRejected(VenueError):
+    """The venue refused the request for good (bad symbol, insufficient margin, unknown order)."""
+
+    def __init__(self, message: str, *, code: str = "venue_rejected") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class VenueOrderNotFound(VenueRejected):
+    def __init__(self, message: str = "order not known at the venue") -> None:
+        super().__init__(message, code="order_not_found")
+
+
+class ReportKind(enum.StrEnum):
+    ACK = "ack"  # the venue holds the order (working)
+    FILL = "fill"  # an execution; `execution_id` is unique per venue
+    CANCELLED = "cancelled"  # done for the rest of the quantity (cancel, IOC/FOK remainder)
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    REPLACED = "replaced"  # a modify took effect; `quantity`/prices carry the new terms
+
+
+@dataclass(frozen=True)
+class OrderTicket:
+    """What a venue needs to place an order."""
+
+    client_order_id: str
+    symbol: str
+    side: str  # buy | sell
+    type: str  # market | limit | stop | stop_limit
+    time_in_force: str  # gtc | day | gtd | ioc | fok
+    quantity: Decimal
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    expire_at: datetime | None = None
+    account: str = ""
+
+
+@dataclass(frozen=True)
+class ExecutionReport:
+    """One thing that happened to one order at the venue."""
+
+    venue: str
+    kind: ReportKind
+    client_order_id: str
+    venue_order_id: str
+    at: datetime
+    execution_id: str = ""  # FILL only
+    quantity: Decimal | None = None  # FILL: executed quantity; REPLACED: new total quantity
+    price: Decimal | None = None  # FILL: execution price
+    liquidity: str = ""  # FILL: maker | taker
+    limit_price: Decimal | None = None  # REPLACED
+    stop_price: Decimal | None = None  # REPLACED
+    reason: str = ""  # REJECTED / CANCELLED / EXPIRED
+    cursor: int = 0  # position in the venue's report stream, for pollers
+
+
+@dataclass(frozen=True)
+class VenueOrderState:
+    """The venue's view of one order, with every report it has for it, oldest first."""
+
+    client_order_id: str
+    venue_order_id: str
+    status: str  # working | filled | cancelled | rejected | expired
+    filled_quantity: Decimal
+    reports: Sequence[ExecutionReport] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Quote:
+    symbol: str
+    bid: Decimal
+    ask: Decimal
+    bid_size: Decimal
+    ask_size: Decimal
+    seq: int
+    at: datetime | None = None
+
+    @property
+    def mid(self) -> Decimal:
+        return (self.bid + self.ask) / 2
+
+
+@runtime_checkable
+class VenueAdapter(Protocol):
+    """Every venue speaks this. Every method that talks to the venue has its own timeout and
+    raises VenueTransientError or VenueRejected, nothing else."""
+
+    name: str
+    kind: str  # sim | oanda | alpaca | ccxt | fix
+    mode: str  # sim | practice | live
+
+    def connect(self) -> None: ...
+    def disconnect(self) -> None: ...
+    def is_connected(self) -> bool: ...
+    def ping(self) -> float:
+        """Round trip in milliseconds."""
+        ...
+
+    def submit(self, ticket: OrderTicket) -> Sequence[ExecutionReport]:
+        """Place an order; answers its ACK (or REJECTED) and any immediate fills. Placing the
+        same client_order_id twice never makes two orders: the second call answers the
+        reports of the first."""
+        ...
+
+    def cancel(self, *, client_order_id: str, venue_order_id: str = "") -> Sequence[ExecutionReport]: ...
+    def modify(
+        self,
+        *,
+        client_order_id: str,
+        venue_order_id: str = "",
+        quantity: Decimal | None = None,
+        limit_price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+    ) -> Sequence[ExecutionReport]: ...
+    def order_status(self, *, client_order_id: str = "", venue_order_id: str = "") -> VenueOrderState:
+        """Raises VenueOrderNotFound when the venue has no such order."""
+        ...
+
+    def reports_since(self, cursor: int, *, limit: int = 1000) -> Sequence[ExecutionReport]:
+        """The execution-report stream from a cursor (exclusive), for pollers."""
+        ...
+
+    def account(self) -> dict: ...
+    def positions(self) -> dict[str, Decimal]: ...
+    def quotes(self, symbols: Sequence[str]) -> dict[str, Quote]: ...

@@ -1,0 +1,84 @@
+"""The simulated venue's own books. It is a venue: it shares nothing with `orders` but the
+database server, and every worker and the market-data process see the same state."""
+
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+QUANTITY = {"max_digits": 28, "decimal_places": 10}
+
+
+class SimQuote(models.Model):
+    """The current top of book per symbol, and what is left of its size for takers."""
+
+    symbol = models.CharField(max_length=32, unique=True)
+    seq = models.BigIntegerField(default=0)
+    bid = models.DecimalField(**QUANTITY)
+    ask = models.DecimalField(**QUANTITY)
+    bid_size = models.DecimalField(**QUANTITY)
+    ask_size = models.DecimalField(**QUANTITY)
+    bid_available = models.DecimalField(**QUANTITY)
+    ask_available = models.DecimalField(**QUANTITY)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "simulated quote"
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.bid}/{self.ask}"
+
+
+class SimOrder(models.Model):
+    client_order_id = models.CharField(max_length=64, unique=True)
+    account = models.CharField(max_length=32, blank=True, default="")
+    symbol = models.CharField(max_length=32)
+    side = models.CharField(max_length=4)
+    type = models.CharField(max_length=16)
+    time_in_force = models.CharField(max_length=8)
+    quantity = models.DecimalField(**QUANTITY)
+    filled_quantity = models.DecimalField(**QUANTITY, default=Decimal(0))
+    limit_price = models.DecimalField(**QUANTITY, null=True, blank=True)
+    stop_price = models.DecimalField(**QUANTITY, null=True, blank=True)
+    triggered = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, default="working")  # working|filled|cancelled|rejected|expired
+    expire_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "simulated venue order"
+        indexes = [
+            models.Index(
+                fields=["symbol", "id"], name="simorder_working",
+                condition=Q(status="working"),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.venue_order_id
+
+    @property
+    def venue_order_id(self) -> str:
+        return f"SIM-{self.pk}"
+
+
+class SimReport(models.Model):
+    """The venue's execution-report stream; its id is the pollers' cursor."""
+
+    id = models.BigAutoField(primary_key=True)
+    order = models.ForeignKey(SimOrder, on_delete=models.CASCADE, related_name="reports")
+    kind = models.CharField(max_length=16)
+    execution_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    quantity = models.DecimalField(**QUANTITY, null=True, blank=True)
+    price = models.DecimalField(**QUANTITY, null=True, blank=True)
+    liquidity = models.CharField(max_length=8, blank=True, default="")
+    limit_price = models.DecimalField(**QUANTITY, null=True, blank=True)
+    stop_price = models.DecimalField(**QUANTITY, null=True, blank=True)
+    reason = models.CharField(max_length=200, blank=True, default="")
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "simulated execution report"
+        ordering = ["id"]

@@ -1,0 +1,369 @@
+"""The simulated venue: a real venue with its own books, matching against a seeded quote walk.
+
+State lives in the database (brokers.models), so every worker and the market-data process
+share it; matching for a symbol is serialized by locking that symbol's quote row. The walk and
+the matching rules are the pure functions of brokers.sim.engine, so a seed gives the same
+quotes and the same fills every time.
+
+Faults are injected from settings (SIM_VENUE): LATENCY_MS before every call, DISCONNECT_RATE
+(the call fails before reaching the venue), REJECT_RATE (the order is refused), TIMEOUT_RATE
+(the venue accepts the order, then the answer is lost: the hardest case for a client).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from brokers.base import (
+    ExecutionReport,
+    OrderTicket,
+    Quote,
+    ReportKind,
+    VenueOrderNotFound,
+    VenueRejected,
+    VenueOrderState,
+    VenueTransientError,
+)
+from brokers.models import SimOrder, SimQuote, SimReport
+
+from . import engine
+from .config import walk_spec_for
+
+
+@dataclass
+class _Faults:
+    latency_ms: float
+    reject_rate: float
+    timeout_rate: float
+    disconnect_rate: float
+
+
+class SimulatedVenue:
+    kind = "sim"
+    mode = "sim"
+
+    def __init__(self, *, name: str = "sim", config: dict[str, Any]) -> None:
+        self.name = name
+        self.seed = int(config.get("SEED", 42))
+        self.slippage_ticks = int(config.get("SLIPPAGE_TICKS", 0))
+        self.faults = _Faults(
+            latency_ms=float(config.get("LATENCY_MS", 0)),
+            reject_rate=float(config.get("REJECT_RATE", 0)),
+            timeout_rate=float(config.get("TIMEOUT_RATE", 0)),
+            disconnect_rate=float(config.get("DISCONNECT_RATE", 0)),
+        )
+        # Fault draws come from the seed too: a run with one seed fails the same calls.
+        self._fault_random = random.Random(f"{self.seed}:faults")
+        self._connected = True
+
+    # --- connection ---------------------------------------------------------------------
+
+    def connect(self) -> None:
+        self._connected = True
+
+    def disconnect(self) -> None:
+        self._connected = False
+
+    def is_connected(self) -> bool:
+        return self._connected
+
+    def ping(self) -> float:
+        started = time.perf_counter()
+        self._network()
+        return (time.perf_counter() - started) * 1000
+
+    def _network(self) -> None:
+        if not self._connected:
+            raise VenueTransientError("sim venue: not connected")
+        if self.faults.latency_ms:
+            time.sleep(self.faults.latency_ms / 1000)
+        if self._draw(self.faults.disconnect_rate):
+            raise VenueTransientError("sim venue: connection dropped")
+
+    def _draw(self, rate: float) -> bool:
+        return rate > 0 and self._fault_random.random() < rate
+
+    # --- orders ----------------------------------------------------------------------
+
+    def submit(self, ticket: OrderTicket) -> Sequence[ExecutionReport]:
+        self._network()
+        with transaction.atomic():
+            existing = SimOrder.objects.filter(client_order_id=ticket.client_order_id).first()
+            if existing is not None:
+                # The same client order id never makes a second order: answer the first.
+                return self._reports(existing)
+            quote_row = self._quote_for_update(ticket.symbol)
+            order = SimOrder.objects.create(
+                client_order_id=ticket.client_order_id,
+                account=ticket.account,
+                symbol=ticket.symbol,
+                side=ticket.side,
+                type=ticket.type,
+                time_in_force=ticket.time_in_force,
+                quantity=ticket.quantity,
+                limit_price=ticket.limit_price,
+                stop_price=ticket.stop_price,
+                expire_at=ticket.expire_at,
+            )
+            if self._draw(self.faults.reject_rate):
+                order.status = "rejected"
+                order.save(update_fields=["status"])
+                self._report(order, ReportKind.REJECTED, reason="rejected by the simulated venue")
+            else:
+                self._report(order, ReportKind.ACK)
+                self._match(order, quote_row, on_arrival=True)
+            reports = self._reports(order)
+        if self._draw(self.faults.timeout_rate):
+            raise VenueTransientError("sim venue: timed out waiting for the answer")
+        return reports
+
+    def cancel(self, *, client_order_id: str, venue_order_id: str = "") -> Sequence[ExecutionReport]:
+        self._network()
+        with transaction.atomic():
+            order = self._order_for_update(client_order_id, venue_order_id)
+            if order.status != "working":
+                raise VenueRejected(f"order is {order.status}", code="order_closed")
+            order.status = "cancelled"
+            order.updated_at = timezone.now()
+            order.save(update_fields=["status", "updated_at"])
+            report = self._report(order, ReportKind.CANCELLED, reason="cancelled on request")
+        return [self._as_report(report, order)]
+
+    def modify(
+        self,
+        *,
+        client_order_id: str,
+        venue_order_id: str = "",
+        quantity: Decimal | None = None,
+        limit_price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+    ) -> Sequence[ExecutionReport]:
+        self._network()
+        with transaction.atomic():
+            order = self._order_for_update(client_order_id, venue_order_id)
+            if order.status != "working":
+                raise VenueRejected(f"order is {order.status}", code="order_closed")
+            if quantity is not None and quantity <= order.filled_quantity:
+                raise VenueRejected("quantity must exceed the filled quantity", code="invalid_quantity")
+            quote_row = self._quote_for_update(order.symbol)
+            first_report_id = self._last_report_id(order)
+            order.quantity = quantity if quantity is not None else order.quantity
+            order.limit_price = limit_price if limit_price is not None else order.limit_price
+            order.stop_price = stop_price if stop_price is not None else order.stop_price
+            order.updated_at = timezone.now()
+            order.save(update_fields=["quantity", "limit_price", "stop_price", "updated_at"])
+            self._report(
+                order, ReportKind.REPLACED, quantity=order.quantity,
+                limit_price=order.limit_price, stop_price=order.stop_price,
+            )
+            # New terms may cross the market: they match at once, like a new arrival.
+            self._match(order, quote_row, on_arrival=True, keep_on_arrival_tif=False)
+            reports = [
+                self._as_report(report, order)
+                for report in order.reports.filter(id__gt=first_report_id).order_by("id")
+            ]
+        return reports
+
+    def order_status(self, *, client_order_id: str = "", venue_order_id: str = "") -> VenueOrderState:
+        self._network()
+        order = self._find(client_order_id, venue_order_id).first()
+        if order is None:
+            raise VenueOrderNotFound()
+        return VenueOrderState(
+            client_order_id=order.client_order_id,
+            venue_order_id=order.venue_order_id,
+            status=order.status,
+            filled_quantity=order.filled_quantity,
+            reports=tuple(self._reports(order)),
+        )
+
+    def reports_since(self, cursor: int, *, limit: int = 1000) -> Sequence[ExecutionReport]:
+        rows = SimReport.objects.select_related("order").filter(id__gt=cursor).order_by("id")[:limit]
+        return [self._as_report(row, row.order) for row in rows]
+
+    def account(self) -> dict[str, Any]:
+        return {
+            "venue": self.name,
+            "working_orders": SimOrder.objects.filter(status="working").count(),
+        }
+
+    def positions(self) -> dict[str, Decimal]:
+        totals: dict[str, Decimal] = {}
+        rows = (
+            SimReport.objects.filter(kind=ReportKind.FILL)
+            .values("order__symbol", "order__side")
+            .annotate(total=Sum("quantity"))
+        )
+        for row in rows:
+            signed = row["total"] if row["order__side"] == "buy" else -row["total"]
+            totals[row["order__symbol"]] = totals.get(row["order__symbol"], Decimal(0)) + signed
+        return totals
+
+    def quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
+        result = {}
+        for row in SimQuote.objects.filter(symbol__in=list(symbols)):
+            result[row.symbol] = self._as_quote(row)
+        for symbol in set(symbols) - set(result):
+            with transaction.atomic():
+                result[symbol] = self._as_quote(self._quote_for_update(symbol))
+        return result
+
+    # --- the market ----------------------------------------------------------------------
+
+    def step_market(self, symbols: Sequence[str]) -> int:
+        """Advance each symbol's quote one step, match its resting orders, expire what is due.
+        Answers the number of reports written."""
+        written = 0
+        for symbol in symbols:
+            with transaction.atomic():
+                row = self._quote_for_update(symbol)
+                spec = walk_spec_for(symbol)
+                new = engine.next_quote(spec, self.seed, self._as_quote(row))
+                written += self._set_quote(row, new)
+        return written
+
+    def set_quote(
+        self, symbol: str, *, bid: Decimal, ask: Decimal, bid_size: Decimal, ask_size: Decimal
+    ) -> int:
+        """Put a quote on the book by hand (tests, replayed files) and match resting orders."""
+        with transaction.atomic():
+            row = self._quote_for_update(symbol)
+            new = Quote(symbol=symbol, bid=bid, ask=ask, bid_size=bid_size, ask_size=ask_size,
+                        seq=row.seq + 1)
+            return self._set_quote(row, new)
+
+    def _set_quote(self, row: SimQuote, new: Quote) -> int:
+        before = SimReport.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        row.seq, row.bid, row.ask = new.seq, new.bid, new.ask
+        row.bid_size = row.bid_available = new.bid_size
+        row.ask_size = row.ask_available = new.ask_size
+        row.at = timezone.now()
+        row.save()
+        now = row.at
+        working = list(
+            SimOrder.objects.select_for_update()
+            .filter(symbol=row.symbol, status="working")
+            .order_by("id")
+        )
+        for order in working:
+            if order.expire_at is not None and order.expire_at <= now:
+                order.status = "expired"
+                order.updated_at = now
+                order.save(update_fields=["status", "updated_at"])
+                self._report(order, ReportKind.EXPIRED, reason="expired")
+                continue
+            self._match(order, row, on_arrival=False)
+        return SimReport.objects.filter(id__gt=before).count()
+
+    # --- internals --------------------------------------------------------------------
+
+    def _match(
+        self, order: SimOrder, row: SimQuote, *, on_arrival: bool, keep_on_arrival_tif: bool = True
+    ) -> None:
+        spec = walk_spec_for(order.symbol)
+        working = engine.WorkingOrder(
+            side=order.side,
+            type=order.type,
+            time_in_force=order.time_in_force if keep_on_arrival_tif or not on_arrival else "gtc",
+            quantity=order.quantity,
+            filled_quantity=order.filled_quantity,
+            limit_price=order.limit_price,
+            stop_price=order.stop_price,
+            triggered=order.triggered,
+        )
+        liquidity = engine.Liquidity(bid_size=row.bid_available, ask_size=row.ask_available)
+        result = engine.match(
+            working, self._as_quote(row), liquidity, tick=spec.tick, lot=spec.lot,
+            slippage_ticks=self.slippage_ticks, on_arrival=on_arrival,
+        )
+        if not result.executions and not result.triggered_now and working.status == "working":
+            return
+        fills_before = order.reports.filter(kind=ReportKind.FILL).count()
+        for number, execution in enumerate(result.executions, start=fills_before + 1):
+            self._report(
+                order, ReportKind.FILL, execution_id=f"{order.venue_order_id}-{number}",
+                quantity=execution.quantity, price=execution.price, liquidity=execution.liquidity,
+            )
+        order.filled_quantity = working.filled_quantity
+        order.triggered = working.triggered
+        order.status = working.status
+        order.updated_at = timezone.now()
+        order.save(update_fields=["filled_quantity", "triggered", "status", "updated_at"])
+        if working.status == "cancelled":
+            self._report(order, ReportKind.CANCELLED, reason=result.cancelled_reason)
+        row.bid_available, row.ask_available = liquidity.bid_size, liquidity.ask_size
+        row.save(update_fields=["bid_available", "ask_available"])
+
+    def _quote_for_update(self, symbol: str) -> SimQuote:
+        row = SimQuote.objects.select_for_update().filter(symbol=symbol).first()
+        if row is not None:
+            return row
+        try:
+            spec = walk_spec_for(symbol)
+        except LookupError:
+            raise VenueRejected(f"unknown symbol {symbol}", code="unknown_symbol") from None
+        first = engine.first_quote(spec, self.seed)
+        SimQuote.objects.get_or_create(
+            symbol=symbol,
+            defaults={
+                "seq": first.seq, "bid": first.bid, "ask": first.ask,
+                "bid_size": first.bid_size, "ask_size": first.ask_size,
+                "bid_available": first.bid_size, "ask_available": first.ask_size,
+            },
+        )
+        return SimQuote.objects.select_for_update().get(symbol=symbol)
+
+    def _find(self, client_order_id: str, venue_order_id: str):
+        if client_order_id:
+            return SimOrder.objects.filter(client_order_id=client_order_id)
+        if venue_order_id.startswith("SIM-") and venue_order_id[4:].isdigit():
+            return SimOrder.objects.filter(pk=int(venue_order_id[4:]))
+        return SimOrder.objects.none()
+
+    def _order_for_update(self, client_order_id: str, venue_order_id: str) -> SimOrder:
+        order = self._find(client_order_id, venue_order_id).select_for_update().first()
+        if order is None:
+            raise VenueOrderNotFound()
+        return order
+
+    def _last_report_id(self, order: SimOrder) -> int:
+        return order.reports.order_by("-id").values_list("id", flat=True).first() or 0
+
+    def _report(self, order: SimOrder, kind: ReportKind, **fields: Any) -> SimReport:
+        return SimReport.objects.create(order=order, kind=kind, **fields)
+
+    def _reports(self, order: SimOrder) -> list[ExecutionReport]:
+        return [self._as_report(row, order) for row in order.reports.order_by("id")]
+
+    def _as_report(self, row: SimReport, order: SimOrder) -> ExecutionReport:
+        return ExecutionReport(
+            venue=self.name,
+            kind=ReportKind(row.kind),
+            client_order_id=order.client_order_id,
+            venue_order_id=order.venue_order_id,
+            at=row.at,
+            execution_id=row.execution_id or "",
+            quantity=row.quantity,
+            price=row.price,
+            liquidity=row.liquidity,
+            limit_price=row.limit_price,
+            stop_price=row.stop_price,
+            reason=row.reason,
+            cursor=row.id,
+        )
+
+    @staticmethod
+    def _as_quote(row: SimQuote) -> Quote:
+        return Quote(
+            symbol=row.symbol, bid=row.bid, ask=row.ask, bid_size=row.bid_size,
+            ask_size=row.ask_size, seq=row.seq, at=row.at,
+        )

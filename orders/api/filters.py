@@ -1,0 +1,38 @@
+import django_filters as filters
+
+from ..models import Fill, Order
+from ..states import OPEN, OrderStatus
+
+
+class OrderFilter(filters.FilterSet):
+    status = filters.MultipleChoiceFilter(choices=OrderStatus.choices)
+    open = filters.BooleanFilter(method="filter_open")
+    symbol = filters.CharFilter(field_name="instrument__symbol")
+    side = filters.CharFilter()
+    account = filters.CharFilter(field_name="account__code")
+    venue = filters.CharFilter()
+    strategy_id = filters.CharFilter()
+    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    parent_id = filters.UUIDFilter(field_name="parent_id")
+
+    class Meta:
+        model = Order
+        fields: list[str] = []
+
+    def filter_open(self, queryset, name, value):
+        if value is None:
+            return queryset
+        return queryset.filter(status__in=OPEN) if value else queryset.exclude(status__in=OPEN)
+
+
+class FillFilter(filters.FilterSet):
+    account = filters.CharFilter(field_name="account__code")
+    symbol = filters.CharFilter(field_name="instrument__symbol")
+    order = filters.UUIDFilter(field_name="order_id")
+    executed_after = filters.IsoDateTimeFilter(field_name="executed_at", lookup_expr="gte")
+    executed_before = filters.IsoDateTimeFilter(field_name="executed_at", lookup_expr="lt")
+
+    class Meta:
+        model = Fill
+        fields: list[str] = []

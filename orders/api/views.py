@@ -1,0 +1,241 @@
+"""One view per operation: validate the shape, resolve what the user may touch, call one
+service, serialize. No business rule lives here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from tradingsite.api_errors import validation_error_body
+
+from .. import actors, selectors, services
+from ..exceptions import ApplicationError, NotFound
+from ..models import Account, Order
+from ..states import OPEN
+from ..validation import OrderTerms
+from .filters import FillFilter, OrderFilter
+from .pagination import NewestFillFirst, NewestFirst, OldestFirstBySeq
+from .serializers import (
+    BatchInputSerializer,
+    CancelAllInputSerializer,
+    EventOutputSerializer,
+    FillOutputSerializer,
+    OrderDetailOutputSerializer,
+    OrderInputSerializer,
+    OrderModifyInputSerializer,
+    OrderOutputSerializer,
+)
+
+ERROR = OpenApiResponse(description='{"error": {"code", "message", "fields"?, "order_id"}}')
+
+
+def _correlation_id(request: Request) -> str:
+    return getattr(request._request, "correlation_id", "")
+
+
+def _account_for(user: Any, code: str | None) -> Account:
+    """The account an order is for: the one named, or the user's only account."""
+    accounts = selectors.accounts_tradable_by(user)
+    if code:
+        account = accounts.filter(code=code).first()
+        if account is None:
+            raise NotFound(f"account {code} not found", code="not_found")
+        return account
+    granted = list(accounts[:2])
+    if len(granted) == 1:
+        return granted[0]
+    if not granted:
+        raise ApplicationError("you have no account to trade", code="no_account",
+                               http_status=403)
+    raise ApplicationError(
+        "you trade several accounts: name one", code="account_required",
+        fields={"account": ["required when you have several accounts"]},
+    )
+
+
+def _terms(data: dict[str, Any]) -> OrderTerms:
+    return OrderTerms(
+        symbol=data["symbol"], side=data["side"], type=data["type"],
+        time_in_force=data["time_in_force"], quantity=data["quantity"],
+        limit_price=data.get("limit_price"), stop_price=data.get("stop_price"),
+        expire_at=data.get("expire_at"), client_order_id=data.get("client_order_id"),
+        venue=data.get("venue"), strategy_id=data.get("strategy_id", ""),
+        signal_id=data.get("signal_id", ""), metadata=data.get("metadata") or {},
+    )
+
+
+def _submit_one(request: Request, payload: Any) -> tuple[int, dict[str, Any]]:
+    """Validate and submit one order body; answers (HTTP status, body). Raises nothing a client
+    caused: bad input comes back as its error body."""
+    serializer = OrderInputSerializer(data=payload)
+    if not serializer.is_valid():
+        return 400, validation_error_body(serializer.errors)
+    data = serializer.validated_data
+    try:
+        result = services.order_submit(
+            account=_account_for(request.user, data.get("account")),
+            terms=_terms(data),
+            user=request.user,
+            actor=actors.user_actor(request.user),
+            correlation_id=_correlation_id(request),
+        )
+    except ApplicationError as error:
+        return error.http_status, {"error": error.as_dict()}
+    body = OrderOutputSerializer(result.order).data
+    return (201 if result.created else 200), body
+
+
+def _order_for_reading(user: Any, order_id: Any) -> Order:
+    return get_object_or_404(selectors.orders_visible_to(user), pk=order_id)
+
+
+def _order_for_trading(user: Any, order_id: Any) -> Order:
+    return get_object_or_404(selectors.orders_tradable_by(user), pk=order_id)
+
+
+class OrderListCreateView(generics.ListAPIView):
+    serializer_class = OrderOutputSerializer
+    pagination_class = NewestFirst
+    filterset_class = OrderFilter
+
+    def get_queryset(self) -> QuerySet[Order]:
+        return selectors.orders_visible_to(self.request.user)
+
+    @extend_schema(
+        request=OrderInputSerializer,
+        responses={201: OrderOutputSerializer, 200: OrderOutputSerializer, 400: ERROR,
+                   404: ERROR, 409: ERROR, 422: ERROR},
+        summary="Submit an order (idempotent by client_order_id)",
+    )
+    def post(self, request: Request) -> Response:
+        code, body = _submit_one(request, request.data)
+        return Response(body, status=code)
+
+
+class OrderBatchView(APIView):
+    @extend_schema(
+        request=BatchInputSerializer,
+        responses={200: inline_serializer("BatchResult", {"results": serializers.ListField()})},
+        summary="Submit up to 1000 orders; one result per order, in order",
+    )
+    def post(self, request: Request) -> Response:
+        batch = BatchInputSerializer(data=request.data)
+        batch.is_valid(raise_exception=True)
+        results = []
+        for payload in batch.validated_data["orders"]:
+            code, body = _submit_one(request, payload)
+            if code < 400:
+                results.append({"status": code, "order": body})
+            else:
+                results.append({"status": code, **body})
+        return Response({"results": results}, status=status.HTTP_200_OK)
+
+
+class OrderDetailView(APIView):
+    @extend_schema(responses={200: OrderDetailOutputSerializer, 404: ERROR})
+    def get(self, request: Request, order_id: str) -> Response:
+        order = _order_for_reading(request.user, order_id)
+        return Response(OrderDetailOutputSerializer(order).data)
+
+    @extend_schema(
+        request=OrderModifyInputSerializer,
+        responses={200: OrderOutputSerializer, 202: OrderOutputSerializer, 400: ERROR,
+                   404: ERROR, 409: ERROR},
+        summary="Modify a working order (200: applied; 202: sent to the venue)",
+    )
+    def patch(self, request: Request, order_id: str) -> Response:
+        order = _order_for_trading(request.user, order_id)
+        serializer = OrderModifyInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        order, applied = services.order_modify(
+            order_id=order.pk, actor=actors.user_actor(request.user),
+            correlation_id=_correlation_id(request), **serializer.validated_data,
+        )
+        return Response(
+            OrderOutputSerializer(order).data,
+            status=status.HTTP_200_OK if applied else status.HTTP_202_ACCEPTED,
+        )
+
+
+class OrderByClientIdView(APIView):
+    @extend_schema(responses={200: OrderDetailOutputSerializer, 400: ERROR, 404: ERROR})
+    def get(self, request: Request, client_order_id: str) -> Response:
+        orders = selectors.orders_visible_to(request.user).filter(client_order_id=client_order_id)
+        account = request.query_params.get("account")
+        if account:
+            orders = orders.filter(account__code=account)
+        found = list(orders[:2])
+        if not found:
+            raise NotFound(f"no order with client_order_id {client_order_id}")
+        if len(found) > 1:
+            raise ApplicationError(
+                "several accounts use this client_order_id: pass ?account=",
+                code="account_required", fields={"account": ["required: the id is not unique"]},
+            )
+        return Response(OrderDetailOutputSerializer(found[0]).data)
+
+
+class OrderCancelView(APIView):
+    @extend_schema(request=None, responses={202: OrderOutputSerializer, 404: ERROR, 409: ERROR})
+    def post(self, request: Request, order_id: str) -> Response:
+        order = _order_for_trading(request.user, order_id)
+        order = services.order_cancel(
+            order_id=order.pk, actor=actors.user_actor(request.user),
+            correlation_id=_correlation_id(request),
+        )
+        return Response(OrderOutputSerializer(order).data, status=status.HTTP_202_ACCEPTED)
+
+
+class OrderCancelAllView(APIView):
+    @extend_schema(
+        request=CancelAllInputSerializer,
+        responses={202: inline_serializer(
+            "CancelAllResult", {"count": serializers.IntegerField(),
+                                "orders": OrderOutputSerializer(many=True)})},
+        summary="Cancel every open order you trade, optionally by account, symbol, strategy",
+    )
+    def post(self, request: Request) -> Response:
+        filters = CancelAllInputSerializer(data={**request.query_params.dict(), **request.data})
+        filters.is_valid(raise_exception=True)
+        orders = selectors.orders_tradable_by(request.user).filter(status__in=OPEN)
+        given = filters.validated_data
+        if "account" in given:
+            orders = orders.filter(account__code=given["account"])
+        if "symbol" in given:
+            orders = orders.filter(instrument__symbol=given["symbol"])
+        if "strategy_id" in given:
+            orders = orders.filter(strategy_id=given["strategy_id"])
+        cancelled = services.order_cancel_many(
+            orders=orders.order_by("created_at"), actor=actors.user_actor(request.user),
+            correlation_id=_correlation_id(request), reason="cancel-all",
+        )
+        return Response(
+            {"count": len(cancelled), "orders": OrderOutputSerializer(cancelled, many=True).data},
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class OrderEventsView(generics.ListAPIView):
+    serializer_class = EventOutputSerializer
+    pagination_class = OldestFirstBySeq
+    filter_backends: list = []
+
+    def get_queryset(self):
+        order = _order_for_reading(self.request.user, self.kwargs["order_id"])
+        return selectors.order_events(order)
+
+
+class FillListView(generics.ListAPIView):
+    serializer_class = FillOutputSerializer
+    pagination_class = NewestFillFirst
+    filterset_class = FillFilter
+
+    def get_queryset(self):
+        return selectors.fills_visible_to(self.request.user)

@@ -1,0 +1,263 @@
+"""The order book of record. Fields, constraints and tiny properties; no behaviour that calls
+out. Every write goes through orders.services."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from .states import OPEN, TERMINAL, OrderStatus
+
+# 28 digits, 10 after the point: enough for BTC satoshis, JPY prices and 10^17 notionals.
+QUANTITY = {"max_digits": 28, "decimal_places": 10}
+PRICE = {"max_digits": 28, "decimal_places": 10}
+AMOUNT = {"max_digits": 28, "decimal_places": 10}
+
+
+class AssetClass(models.TextChoices):
+    FX = "fx"
+    EQUITY = "equity"
+    CRYPTO = "crypto"
+
+
+class Side(models.TextChoices):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(models.TextChoices):
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP = "stop"
+    STOP_LIMIT = "stop_limit"
+
+
+class TimeInForce(models.TextChoices):
+    GTC = "gtc"
+    DAY = "day"
+    GTD = "gtd"
+    IOC = "ioc"
+    FOK = "fok"
+
+
+class Liquidity(models.TextChoices):
+    MAKER = "maker"
+    TAKER = "taker"
+
+
+class Instrument(models.Model):
+    symbol = models.CharField(max_length=32, unique=True)
+    asset_class = models.CharField(max_length=16, choices=AssetClass.choices)
+    base_currency = models.CharField(max_length=8)
+    quote_currency = models.CharField(max_length=8)
+    lot_size = models.DecimalField(**QUANTITY, help_text="Quantity must be a multiple of this.")
+    min_quantity = models.DecimalField(**QUANTITY, help_text="Smallest quantity accepted.")
+    tick_size = models.DecimalField(**PRICE, help_text="Prices must be a multiple of this.")
+    reference_price = models.DecimalField(
+        **PRICE, null=True, blank=True, help_text="Starting mid of the simulated venue's quotes."
+    )
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["symbol"]
+        constraints = [
+            models.CheckConstraint(condition=Q(lot_size__gt=0), name="instrument_lot_positive"),
+            models.CheckConstraint(condition=Q(tick_size__gt=0), name="instrument_tick_positive"),
+            models.CheckConstraint(condition=Q(min_quantity__gt=0), name="instrument_min_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.symbol
+
+    @property
+    def price_places(self) -> int:
+        exponent = self.tick_size.normalize().as_tuple().exponent
+        return max(0, -int(exponent))
+
+
+class Account(models.Model):
+    code = models.CharField(max_length=32, unique=True)
+    name = models.CharField(max_length=128, blank=True)
+    currency = models.CharField(max_length=8, default="USD")
+    users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="trading_accounts", blank=True,
+        help_text="Users who may trade and see this account.",
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Order(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="orders")
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="orders")
+    client_order_id = models.CharField(max_length=64)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    type = models.CharField(max_length=16, choices=OrderType.choices)
+    time_in_force = models.CharField(max_length=8, choices=TimeInForce.choices)
+    quantity = models.DecimalField(**QUANTITY)
+    limit_price = models.DecimalField(**PRICE, null=True, blank=True)
+    stop_price = models.DecimalField(**PRICE, null=True, blank=True)
+    expire_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=OrderStatus.choices, default=OrderStatus.CREATED)
+    filled_quantity = models.DecimalField(**QUANTITY, default=Decimal(0))
+    remaining_quantity = models.DecimalField(**QUANTITY)
+    average_fill_price = models.DecimalField(**PRICE, null=True, blank=True)
+    commission = models.DecimalField(**AMOUNT, default=Decimal(0))
+    venue = models.CharField(max_length=32)
+    venue_order_id = models.CharField(max_length=64, blank=True, default="")
+    parent = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="children"
+    )
+    reject_reason = models.TextField(null=True, blank=True)
+    strategy_id = models.CharField(max_length=64, blank=True, default="")
+    signal_id = models.CharField(max_length=64, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    # sha256 of the canonical request: a repeat with the same id and another body is a 409.
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    needs_review = models.BooleanField(
+        default=False, help_text="Parked after too many redeliveries; a person must look."
+    )
+    event_seq = models.PositiveIntegerField(default=0, help_text="Sequence of the last event.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "client_order_id"], name="order_unique_client_order_id"
+            ),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="order_quantity_positive"),
+            models.CheckConstraint(
+                condition=Q(filled_quantity__gte=0) & Q(filled_quantity__lte=F("quantity")),
+                name="order_filled_within_quantity",
+            ),
+            models.CheckConstraint(
+                condition=Q(remaining_quantity__gte=0), name="order_remaining_not_negative"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["account", "-created_at"], name="order_account_created"),
+            models.Index(fields=["-created_at"], name="order_created"),
+            models.Index(fields=["status", "updated_at"], name="order_status_updated"),
+            models.Index(fields=["venue", "venue_order_id"], name="order_venue_order_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_order_id} {self.side} {self.quantity} {self.instrument_id}"
+
+    @property
+    def symbol(self) -> str:
+        return self.instrument.symbol
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN
+
+
+class Fill(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="fills")
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="fills")
+    side = models.CharField(max_length=4, choices=Side.choices)
+    quantity = models.DecimalField(**QUANTITY)
+    price = models.DecimalField(**PRICE)
+    commission = models.DecimalField(**AMOUNT, default=Decimal(0))
+    commission_currency = models.CharField(max_length=8, blank=True, default="")
+    liquidity = models.CharField(max_length=8, choices=Liquidity.choices)
+    venue = models.CharField(max_length=32)
+    venue_execution_id = models.CharField(max_length=64)
+    executed_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-executed_at"]
+        constraints = [
+            # The venue's execution id makes applying a report idempotent.
+            models.UniqueConstraint(
+                fields=["venue", "venue_execution_id"], name="fill_unique_venue_execution"
+            ),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="fill_quantity_positive"),
+            models.CheckConstraint(condition=Q(price__gt=0), name="fill_price_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["account", "-executed_at"], name="fill_account_executed"),
+            models.Index(fields=["order", "executed_at"], name="fill_order_executed"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity} @ {self.price}"
+
+
+class OrderEvent(models.Model):
+    """Append-only audit trail: on PostgreSQL a trigger refuses UPDATE and DELETE."""
+
+    id = models.BigAutoField(primary_key=True)
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="events")
+    seq = models.PositiveIntegerField()
+    type = models.CharField(max_length=32)
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.CharField(max_length=128)
+    correlation_id = models.CharField(max_length=64, blank=True, default="")
+    data = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["order_id", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "seq"], name="order_event_unique_seq"),
+        ]
+        indexes = [models.Index(fields=["at"], name="order_event_at")]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.type}"
+
+
+class OutboxMessage(models.Model):
+    """Work written in the same transaction as the state change it belongs to (RELIABILITY.md #1).
+
+    After commit the row is published to Celery at once; the relay publishes whatever is still
+    unpublished a moment later, so a crash or a Redis outage between commit and publish loses
+    nothing."""
+
+    id = models.BigAutoField(primary_key=True)
+    task = models.CharField(max_length=64)
+    kwargs = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["created_at"], name="outbox_unpublished",
+                condition=Q(published_at__isnull=True),
+            )
+        ]
+
+
+class VenueCursor(models.Model):
+    """How far the poller has read each venue's execution-report stream."""
+
+    venue = models.CharField(max_length=32, unique=True)
+    cursor = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)

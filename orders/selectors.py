@@ -1,0 +1,71 @@
+"""Reads that more than one caller needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from .models import Account, Fill, Instrument, Order, OrderEvent
+from .validation import InstrumentRules
+
+READ_ALL_GROUPS = ("compliance", "risk")
+
+
+def instrument_by_symbol(symbol: str) -> Instrument | None:
+    return Instrument.objects.filter(symbol=symbol).first()
+
+
+def instrument_rules(instrument: Instrument) -> InstrumentRules:
+    return InstrumentRules(
+        symbol=instrument.symbol,
+        lot_size=instrument.lot_size,
+        min_quantity=instrument.min_quantity,
+        tick_size=instrument.tick_size,
+        is_active=instrument.is_active,
+    )
+
+
+def user_reads_all_accounts(user: Any) -> bool:
+    return bool(user.is_superuser) or user.groups.filter(name__in=READ_ALL_GROUPS).exists()
+
+
+def accounts_readable_by(user: Any) -> QuerySet[Account]:
+    """Accounts whose orders the user may see: their own, or every account for compliance,
+    risk and superusers."""
+    if user_reads_all_accounts(user):
+        return Account.objects.all()
+    return Account.objects.filter(users=user)
+
+
+def accounts_tradable_by(user: Any) -> QuerySet[Account]:
+    """Accounts the user may submit, modify and cancel orders for: only those granted."""
+    return Account.objects.filter(users=user, is_active=True)
+
+
+def orders_visible_to(user: Any) -> QuerySet[Order]:
+    queryset = Order.objects.select_related("instrument", "account")
+    if user_reads_all_accounts(user):
+        return queryset
+    return queryset.filter(account__users=user)
+
+
+def orders_tradable_by(user: Any) -> QuerySet[Order]:
+    return Order.objects.select_related("instrument", "account").filter(account__users=user)
+
+
+def fills_visible_to(user: Any) -> QuerySet[Fill]:
+    queryset = Fill.objects.select_related("instrument", "account", "order")
+    if user_reads_all_accounts(user):
+        return queryset
+    return queryset.filter(account__users=user)
+
+
+def order_events(order: Order) -> QuerySet[OrderEvent]:
+    return OrderEvent.objects.filter(order=order).order_by("seq")
+
+
+def open_orders_filter() -> Q:
+    from .states import OPEN
+
+    return Q(status__in=list(OPEN))

@@ -1,0 +1,733 @@
+"""Every write to the order book of record.
+
+One rule holds throughout: an order's state changes only in `_order_change`, under the order's
+row lock, inside a transaction, and each change writes one OrderEvent carrying exactly the
+fields it changed. No row lock is held while a venue is called.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from brokers.base import (
+    ExecutionReport,
+    OrderTicket,
+    ReportKind,
+    VenueOrderNotFound,
+    VenueRejected,
+)
+from brokers.registry import venue_for
+
+from . import actors, outbox
+from .exceptions import DuplicateClientOrderId, InvalidTransition, OrderValidationError
+from .lock_objects import order_for_update
+from .models import Account, Fill, Order, OrderEvent
+from .replay import encode, order_state
+from .selectors import instrument_by_symbol, instrument_rules
+from .states import AT_VENUE, OPEN, TERMINAL, OrderStatus, can_transition
+from .validation import OrderTerms, day_expiry, validate_terms
+
+logger = logging.getLogger(__name__)
+
+S = OrderStatus
+PRICE_QUANTUM = Decimal("1e-10")
+
+# A pending_cancel order whose submission may still be in flight is not declared absent from
+# the venue before a submit task could possibly have finished (its hard time limit).
+SUBMIT_IN_FLIGHT_SECONDS = 35
+
+
+class SubmitInFlight(Exception):
+    """The venue does not know the order yet, but its submission may still arrive: retry."""
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    order: Order
+    created: bool
+
+
+# --- the one writer -------------------------------------------------------------------------
+
+
+def _order_change(
+    order: Order,
+    *,
+    event_type: str,
+    actor: str,
+    correlation_id: str = "",
+    data: dict[str, Any] | None = None,
+    **changes: Any,
+) -> OrderEvent:
+    """Apply `changes` to a locked order, save it and append its event. Raises
+    InvalidTransition, writing nothing, if `status` changes to a status the table forbids."""
+    new_status = changes.get("status")
+    if new_status is not None and new_status != order.status and not can_transition(
+        order.status, new_status
+    ):
+        raise InvalidTransition(
+            f"order {order.id} is {order.status}; it cannot become {new_status}",
+            order_id=order.id,
+        )
+    changed = {name: value for name, value in changes.items() if getattr(order, name) != value}
+    for name, value in changed.items():
+        setattr(order, name, value)
+    now = timezone.now()
+    order.updated_at = now
+    order.event_seq += 1
+    order.save(update_fields=[*changed, "updated_at", "event_seq"])
+    payload = {"changes": {name: encode(value) for name, value in changed.items()}}
+    if data:
+        payload.update(data)
+    return OrderEvent.objects.create(
+        order=order,
+        seq=order.event_seq,
+        type=event_type,
+        at=now,
+        actor=actor,
+        correlation_id=correlation_id,
+        data=payload,
+    )
+
+
+# --- intake ---------------------------------------------------------------------------------
+
+
+def _fingerprint(terms: OrderTerms) -> str:
+    canonical = {
+        "symbol": terms.symbol,
+        "side": terms.side,
+        "type": terms.type,
+        "time_in_force": terms.time_in_force,
+        "quantity": encode(terms.quantity),
+        "limit_price": encode(terms.limit_price) if terms.limit_price is not None else None,
+        "stop_price": encode(terms.stop_price) if terms.stop_price is not None else None,
+        "expire_at": terms.expire_at.isoformat() if terms.expire_at else None,
+        "venue": terms.venue or None,
+        "strategy_id": terms.strategy_id,
+        "signal_id": terms.signal_id,
+        "metadata": terms.metadata,
+    }
+    raw = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _idempotent_repeat(existing: Order, fingerprint: str) -> SubmitResult:
+    if existing.request_fingerprint != fingerprint:
+        raise DuplicateClientOrderId(
+            f"client_order_id {existing.client_order_id} was already used for a different order",
+            order_id=existing.id,
+        )
+    return SubmitResult(order=existing, created=False)
+
+
+def order_submit(
+    *,
+    account: Account,
+    terms: OrderTerms,
+    user: Any = None,
+    actor: str,
+    correlation_id: str = "",
+) -> SubmitResult:
+    """Validate and store a new order and queue it for its venue.
+
+    Idempotent by (account, client_order_id): the same body again answers the stored order
+    (created=False); another body raises DuplicateClientOrderId. Invalid terms raise
+    OrderValidationError and store nothing. The order, its events and its outbox row are one
+    transaction; the venue is reached only after commit."""
+    fingerprint = _fingerprint(terms)
+    if terms.client_order_id:
+        existing = Order.objects.filter(
+            account=account, client_order_id=terms.client_order_id
+        ).first()
+        if existing is not None:
+            return _idempotent_repeat(existing, fingerprint)
+
+    now = timezone.now()
+    instrument = instrument_by_symbol(terms.symbol)
+    if instrument is None:
+        raise OrderValidationError(
+            "unknown_symbol", "symbol", "unknown symbol", f"unknown symbol {terms.symbol!r}"
+        )
+    validate_terms(terms, instrument_rules(instrument), now)
+    expire_at = terms.expire_at
+    if terms.time_in_force == "day":
+        expire_at = day_expiry(now, settings.ORDERS_DAY_CUTOFF_UTC)
+
+    order = Order(
+        account=account,
+        instrument=instrument,
+        client_order_id=terms.client_order_id or uuid.uuid4().hex,
+        side=terms.side,
+        type=terms.type,
+        time_in_force=terms.time_in_force,
+        quantity=terms.quantity,
+        limit_price=terms.limit_price,
+        stop_price=terms.stop_price,
+        expire_at=expire_at,
+        status=S.VALIDATED,
+        filled_quantity=Decimal(0),
+        remaining_quantity=terms.quantity,
+        venue=terms.venue or settings.DEFAULT_VENUE,
+        strategy_id=terms.strategy_id,
+        signal_id=terms.signal_id,
+        metadata=terms.metadata,
+        request_fingerprint=fingerprint,
+        created_by=user if getattr(user, "is_authenticated", False) else None,
+        created_at=now,
+        updated_at=now,
+        event_seq=2,
+    )
+    try:
+        with transaction.atomic():
+            order.save(force_insert=True)
+            state = order_state(order)
+            OrderEvent.objects.bulk_create(
+                [
+                    OrderEvent(
+                        order=order, seq=1, type="created", at=now, actor=actor,
+                        correlation_id=correlation_id,
+                        data={"changes": {**state, "status": S.CREATED}},
+                    ),
+                    OrderEvent(
+                        order=order, seq=2, type="validated", at=now, actor=actor,
+                        correlation_id=correlation_id,
+                        data={"changes": {"status": S.VALIDATED}},
+                    ),
+                ]
+            )
+            outbox.enqueue("orders.submit", order_id=str(order.id), correlation_id=correlation_id)
+    except IntegrityError:
+        # Two requests with one client_order_id raced; the unique constraint chose the winner.
+        existing = Order.objects.filter(
+            account=account, client_order_id=order.client_order_id
+        ).first()
+        if existing is None:
+            raise
+        return _idempotent_repeat(existing, fingerprint)
+    return SubmitResult(order=order, created=True)
+
+
+# --- cancel and modify (requests) -----------------------------------------------------------
+
+
+def order_cancel(
+    *, order_id: UUID | str, actor: str, correlation_id: str = "", reason: str = "requested"
+) -> Order:
+    """Cancel an order. Not yet sent: cancelled at once. At the venue (or on its way there):
+    pending_cancel, and a worker asks the venue. Already pending_cancel: unchanged.
+    Terminal: InvalidTransition, nothing written."""
+    with transaction.atomic():
+        order = order_for_update(order_id)
+        if order.status in (S.CREATED, S.VALIDATED):
+            _order_change(
+                order, event_type="cancelled", actor=actor, correlation_id=correlation_id,
+                data={"reason": reason}, status=S.CANCELLED, remaining_quantity=Decimal(0),
+            )
+        elif order.status in AT_VENUE or order.status == S.PENDING_SUBMIT:
+            _order_change(
+                order, event_type="pending_cancel", actor=actor, correlation_id=correlation_id,
+                data={"reason": reason, "from": order.status}, status=S.PENDING_CANCEL,
+            )
+            outbox.enqueue("orders.cancel", order_id=str(order.id), correlation_id=correlation_id)
+        elif order.status != S.PENDING_CANCEL:
+            raise InvalidTransition(
+                f"order {order.id} is {order.status} and cannot be cancelled", order_id=order.id
+            )
+        return order
+
+
+def order_cancel_many(
+    *, orders: Iterable[Order], actor: str, correlation_id: str = "", reason: str = "requested"
+) -> list[Order]:
+    """Cancel each open order given; an order that finished meanwhile is skipped."""
+    cancelled = []
+    for candidate in orders:
+        try:
+            cancelled.append(
+                order_cancel(
+                    order_id=candidate.pk, actor=actor, correlation_id=correlation_id,
+                    reason=reason,
+                )
+            )
+        except InvalidTransition:
+            continue
+    return cancelled
+
+
+MODIFIABLE = frozenset({S.VALIDATED, S.SUBMITTED, S.ACKNOWLEDGED, S.PARTIALLY_FILLED})
+
+
+def order_modify(
+    *,
+    order_id: UUID | str,
+    actor: str,
+    correlation_id: str = "",
+    quantity: Decimal | None = None,
+    limit_price: Decimal | None = None,
+    stop_price: Decimal | None = None,
+    expire_at: datetime | None = None,
+) -> tuple[Order, bool]:
+    """Change the terms of a working order. Answers (order, applied): applied is True when the
+    change took effect at once (order not yet sent), False when it went to the venue."""
+    requested = {
+        name: value
+        for name, value in (
+            ("quantity", quantity), ("limit_price", limit_price),
+            ("stop_price", stop_price), ("expire_at", expire_at),
+        )
+        if value is not None
+    }
+    if not requested:
+        raise OrderValidationError(
+            "validation_error", "non_field_errors",
+            "give at least one of quantity, limit_price, stop_price, expire_at",
+        )
+    with transaction.atomic():
+        order = order_for_update(order_id)
+        if order.status not in MODIFIABLE:
+            raise InvalidTransition(
+                f"order {order.id} is {order.status} and cannot be modified", order_id=order.id
+            )
+        terms = OrderTerms(
+            symbol=order.instrument.symbol, side=order.side, type=order.type,
+            time_in_force=order.time_in_force,
+            quantity=requested.get("quantity", order.quantity),
+            limit_price=requested.get("limit_price", order.limit_price),
+            stop_price=requested.get("stop_price", order.stop_price),
+            expire_at=requested.get("expire_at", order.expire_at)
+            if order.time_in_force == "gtd" or "expire_at" in requested else None,
+        )
+        validate_terms(terms, instrument_rules(order.instrument), timezone.now())
+        if terms.quantity <= order.filled_quantity:
+            raise OrderValidationError(
+                "invalid_quantity", "quantity",
+                f"must be above the filled quantity {encode(order.filled_quantity)}",
+            )
+        if order.status == S.VALIDATED:
+            changes = dict(requested)
+            if "quantity" in changes:
+                changes["remaining_quantity"] = terms.quantity - order.filled_quantity
+            _order_change(
+                order, event_type="modified", actor=actor, correlation_id=correlation_id,
+                **changes,
+            )
+            return order, True
+        _order_change(
+            order, event_type="modify_requested", actor=actor, correlation_id=correlation_id,
+            data={"requested": {name: encode(value) for name, value in requested.items()}},
+        )
+        outbox.enqueue(
+            "orders.modify", order_id=str(order.id), correlation_id=correlation_id,
+            changes={name: encode(value) for name, value in requested.items()},
+        )
+        return order, False
+
+
+# --- the venue side (run by workers) ----------------------------------------------------------
+
+
+def order_ticket(order: Order) -> OrderTicket:
+    """The venue's view of an order. The client order id at the venue is our order id: it is
+    unique across accounts, which an account's own client_order_id is not."""
+    return OrderTicket(
+        client_order_id=str(order.id),
+        symbol=order.instrument.symbol,
+        side=order.side,
+        type=order.type,
+        time_in_force=order.time_in_force,
+        quantity=order.remaining_quantity,
+        limit_price=order.limit_price,
+        stop_price=order.stop_price,
+        expire_at=order.expire_at,
+        account=order.account.code,
+    )
+
+
+def order_submit_to_venue(*, order_id: UUID | str, correlation_id: str = "") -> None:
+    """Send one validated order to its venue. Safe to run any number of times: a run finds the
+    state already moved and returns, and a run that finds the order pending_submit (an earlier
+    attempt died or timed out) first asks the venue whether it has the order, so the order is
+    never placed twice. Transient venue errors propagate for the task to retry."""
+    with transaction.atomic():
+        order = order_for_update(order_id)
+        if order.status == S.VALIDATED:
+            _order_change(
+                order, event_type="pending_submit", actor=actors.WORKER,
+                correlation_id=correlation_id, status=S.PENDING_SUBMIT,
+            )
+            resuming = False
+        elif order.status == S.PENDING_SUBMIT:
+            resuming = True
+        else:
+            return
+        ticket = order_ticket(order)
+        venue_name = order.venue
+    venue = venue_for(venue_name)
+    if resuming:
+        try:
+            known = venue.order_status(client_order_id=ticket.client_order_id)
+        except VenueOrderNotFound:
+            logger.info("resubmitting order unknown at venue", extra={"order_id": str(order_id)})
+        else:
+            execution_reports_apply(reports=known.reports, correlation_id=correlation_id)
+            return
+    try:
+        reports = venue.submit(ticket)
+    except VenueRejected as rejection:
+        order_reject(order_id=order_id, reason=str(rejection), actor=actors.venue_actor(venue_name),
+                     correlation_id=correlation_id)
+        return
+    execution_reports_apply(reports=reports, correlation_id=correlation_id)
+
+
+def order_reject(*, order_id: UUID | str, reason: str, actor: str, correlation_id: str = "") -> None:
+    with transaction.atomic():
+        order = order_for_update(order_id)
+        if order.status in TERMINAL:
+            return
+        _order_change(
+            order, event_type="rejected", actor=actor, correlation_id=correlation_id,
+            status=S.REJECTED, reject_reason=reason, remaining_quantity=Decimal(0),
+        )
+
+
+def order_cancel_at_venue(*, order_id: UUID | str, correlation_id: str = "") -> None:
+    """Carry out a pending cancel. Raises SubmitInFlight when the venue does not know the
+    order yet but its submission may still arrive (the task retries)."""
+    with transaction.atomic():
+        order = order_for_update(order_id)
+        if order.status != S.PENDING_CANCEL:
+            return
+        client_order_id, venue_order_id, venue_name = str(order.id), order.venue_order_id, order.venue
+        waited = (timezone.now() - order.updated_at).total_seconds()
+    venue = venue_for(venue_name)
+    try:
+        reports = venue.cancel(client_order_id=client_order_id, venue_order_id=venue_order_id)
+    except VenueOrderNotFound:
+        if not venue_order_id and waited < SUBMIT_IN_FLIGHT_SECONDS:
+            raise SubmitInFlight(str(order_id)) from None
+        _cancel_never_placed(order_id=order_id, correlation_id=correlation_id)
+        return
+    except VenueRejected as refusal:
+        # Too late (filled or done at the venue): bring our state up to the venue's.
+        known = venue.order_status(client_order_id=client_order_id)
+        execution_reports_apply(reports=known.reports, correlation_id=correlation_id)
+        _cancel_refused(order_id=order_id, reason=str(refusal), correlation_id=correlation_id)
+        return
+    execution_reports_apply(reports=reports, correlation_id=correlation_id)
+
+
+def _cancel_never_placed(*, order_id: UUID | str, correlation_id: str) -> None:
+    with transaction.atomic():
+        order = order_for_update(order_id)
+        if order.status != S.PENDING_CANCEL:
+            return
+        _order_change(
+            order, event_type="cancelled", actor=actors.WORKER, correlation_id=correlation_id,
+            data={"reason": "the venue never received the order"},
+            status=S.CANCELLED, remaining_quantity=Decimal(0),
+        )
+
+
+def _cancel_refused(*, order_id: UUID | str, reason: str, correlation_id: str) -> None:
+    with transaction.atomic():
+        order = order_for_update(order_id)
+        if order.status != S.PENDING_CANCEL:
+            return
+        working = S.PARTIALLY_FILLED if order.filled_quantity > 0 else S.ACKNOWLEDGED
+        _order_change(
+            order, event_type="cancel_rejected", actor=actors.WORKER,
+            correlation_id=correlation_id, data={"reason": reason}, status=working,
+        )
+
+
+def order_modify_at_venue(
+    *, order_id: UUID | str, changes: dict[str, str], correlation_id: str = ""
+) -> None:
+    """Send a requested modify to the venue; the venue's REPLACED report applies it."""
+    with transaction.atomic():
+        order = order_for_update(order_id)
+        if order.status not in AT_VENUE:
+            if order.status not in TERMINAL:
+                _order_change(
+                    order, event_type="modify_rejected", actor=actors.WORKER,
+                    correlation_id=correlation_id,
+                    data={"reason": f"order is {order.status}", "requested": changes},
+                )
+            return
+        client_order_id, venue_order_id, venue_name = str(order.id), order.venue_order_id, order.venue
+    venue = venue_for(venue_name)
+    decimals = {name: Decimal(value) for name, value in changes.items() if name != "expire_at"}
+    try:
+        reports = venue.modify(
+            client_order_id=client_order_id, venue_order_id=venue_order_id, **decimals
+        )
+    except VenueRejected as refusal:
+        with transaction.atomic():
+            order = order_for_update(order_id)
+            _order_change(
+                order, event_type="modify_rejected", actor=actors.venue_actor(venue_name),
+                correlation_id=correlation_id,
+                data={"reason": str(refusal), "requested": changes},
+            )
+        return
+    execution_reports_apply(reports=reports, correlation_id=correlation_id)
+    if "expire_at" in changes:
+        with transaction.atomic():
+            order = order_for_update(order_id)
+            if order.status not in TERMINAL:
+                _order_change(
+                    order, event_type="modified", actor=actors.WORKER,
+                    correlation_id=correlation_id,
+                    expire_at=datetime.fromisoformat(changes["expire_at"]),
+                )
+
+
+# --- execution reports ------------------------------------------------------------------------
+
+
+def execution_reports_apply(
+    *, reports: Sequence[ExecutionReport], correlation_id: str = ""
+) -> int:
+    """Apply venue reports, each order in its own transaction under its row lock, in the
+    order given. Idempotent: a fill whose execution id is stored already, or a status the
+    order has already passed, changes nothing. Answers the number of reports that changed
+    something. Reports for orders we do not know are logged and skipped."""
+    changed = 0
+    by_order: dict[str, list[ExecutionReport]] = {}
+    for report in reports:
+        by_order.setdefault(report.client_order_id, []).append(report)
+    for client_order_id, order_reports in by_order.items():
+        try:
+            order_uuid = UUID(client_order_id)
+        except ValueError:
+            logger.warning("report for a foreign client order id", extra={"id": client_order_id})
+            continue
+        with transaction.atomic():
+            try:
+                order = order_for_update(order_uuid)
+            except Order.DoesNotExist:
+                logger.warning("report for an unknown order", extra={"id": client_order_id})
+                continue
+            for report in order_reports:
+                changed += _report_apply(order, report, correlation_id)
+    return changed
+
+
+def _report_apply(order: Order, report: ExecutionReport, correlation_id: str) -> int:
+    actor = actors.venue_actor(report.venue)
+    status = order.status
+    if report.kind == ReportKind.ACK:
+        if status in (S.PENDING_SUBMIT, S.SUBMITTED):
+            _order_change(
+                order, event_type="acknowledged", actor=actor, correlation_id=correlation_id,
+                status=S.ACKNOWLEDGED, venue_order_id=report.venue_order_id,
+            )
+            return 1
+        if not order.venue_order_id:
+            _order_change(
+                order, event_type="acknowledged", actor=actor, correlation_id=correlation_id,
+                venue_order_id=report.venue_order_id,
+            )
+            return 1
+        return 0
+    if report.kind == ReportKind.FILL:
+        return _fill_apply(order, report, correlation_id)
+    if report.kind == ReportKind.REPLACED:
+        if status in TERMINAL:
+            return 0
+        quantity = report.quantity if report.quantity is not None else order.quantity
+        _order_change(
+            order, event_type="modified", actor=actor, correlation_id=correlation_id,
+            quantity=quantity,
+            remaining_quantity=quantity - order.filled_quantity,
+            limit_price=report.limit_price if report.limit_price is not None else order.limit_price,
+            stop_price=report.stop_price if report.stop_price is not None else order.stop_price,
+        )
+        return 1
+    final = {
+        ReportKind.CANCELLED: S.CANCELLED,
+        ReportKind.REJECTED: S.REJECTED,
+        ReportKind.EXPIRED: S.EXPIRED,
+    }[report.kind]
+    if status in TERMINAL:
+        return 0
+    extra: dict[str, Any] = {}
+    if final == S.REJECTED:
+        extra["reject_reason"] = report.reason or "rejected by the venue"
+    if not order.venue_order_id and report.venue_order_id:
+        extra["venue_order_id"] = report.venue_order_id
+    _order_change(
+        order, event_type=str(final), actor=actor, correlation_id=correlation_id,
+        data={"reason": report.reason} if report.reason else None,
+        status=final, remaining_quantity=Decimal(0), **extra,
+    )
+    return 1
+
+
+def _fill_apply(order: Order, report: ExecutionReport, correlation_id: str) -> int:
+    """Book one execution: the fill row, the order's quantities and average price, one event.
+    Runs inside the caller's transaction with the order locked; later steps of the booking
+    (positions, cash) belong here, in the same transaction."""
+    assert report.quantity is not None and report.price is not None
+    if Fill.objects.filter(venue=report.venue, venue_execution_id=report.execution_id).exists():
+        return 0
+    quantity, price = report.quantity, report.price
+    fill = Fill.objects.create(
+        order=order,
+        account_id=order.account_id,
+        instrument_id=order.instrument_id,
+        side=order.side,
+        quantity=quantity,
+        price=price,
+        commission=Decimal(0),
+        commission_currency=order.instrument.quote_currency,
+        liquidity=report.liquidity or "taker",
+        venue=report.venue,
+        venue_execution_id=report.execution_id,
+        executed_at=report.at,
+    )
+    filled = order.filled_quantity + quantity
+    previous_notional = (order.average_fill_price or Decimal(0)) * order.filled_quantity
+    average = ((previous_notional + quantity * price) / filled).quantize(PRICE_QUANTUM)
+    changes: dict[str, Any] = {
+        "filled_quantity": filled,
+        "average_fill_price": average,
+    }
+    data = {
+        "fill_id": str(fill.id),
+        "execution_id": report.execution_id,
+        "quantity": encode(quantity),
+        "price": encode(price),
+        "liquidity": fill.liquidity,
+    }
+    if not order.venue_order_id and report.venue_order_id:
+        changes["venue_order_id"] = report.venue_order_id
+    if filled > order.quantity or order.status in TERMINAL:
+        # Money moved at the venue; book it and flag the order for a person to look at.
+        changes["needs_review"] = True
+        changes["remaining_quantity"] = max(Decimal(0), order.quantity - filled)
+        if filled > order.quantity:
+            changes["quantity"] = filled
+        _order_change(order, event_type="late_fill", actor=actors.venue_actor(report.venue),
+                      correlation_id=correlation_id, data=data, **changes)
+        return 1
+    remaining = order.quantity - filled
+    changes["remaining_quantity"] = remaining
+    if remaining == 0:
+        changes["status"] = S.FILLED
+    elif order.status != S.PENDING_CANCEL:
+        changes["status"] = S.PARTIALLY_FILLED
+    _order_change(
+        order, event_type="fill", actor=actors.venue_actor(report.venue),
+        correlation_id=correlation_id, data=data, **changes,
+    )
+    return 1
+
+
+# --- scheduled work ---------------------------------------------------------------------------
+
+
+def venue_poll(*, venue_name: str, limit: int = 1000) -> int:
+    """Read the venue's execution-report stream from our cursor and apply it. Answers the
+    number of reports read. Two pollers of one venue never run at once (the cursor row lock,
+    skipped by the second)."""
+    from .models import VenueCursor
+
+    VenueCursor.objects.get_or_create(venue=venue_name)
+    with transaction.atomic():
+        cursor = (
+            VenueCursor.objects.select_for_update(skip_locked=True)
+            .filter(venue=venue_name)
+            .first()
+        )
+        if cursor is None:
+            return 0
+        reports = venue_for(venue_name).reports_since(cursor.cursor, limit=limit)
+        if not reports:
+            return 0
+        execution_reports_apply(reports=reports)
+        cursor.cursor = max(report.cursor for report in reports)
+        cursor.updated_at = timezone.now()
+        cursor.save(update_fields=["cursor", "updated_at"])
+        return len(reports)
+
+
+def orders_expire(*, now: datetime | None = None) -> int:
+    """Expire GTD and DAY orders past their expire_at: not yet sent, expired at once; at the
+    venue, cancelled there first (the cancel completes as expired)."""
+    now = now or timezone.now()
+    count = 0
+    due = Order.objects.filter(status__in=OPEN, expire_at__lte=now).exclude(
+        status=S.PENDING_CANCEL
+    ).values_list("pk", flat=True)[:1000]
+    for order_id in due:
+        with transaction.atomic():
+            order = order_for_update(order_id)
+            if order.status not in OPEN or order.expire_at is None or order.expire_at > now:
+                continue
+            if order.status in (S.CREATED, S.VALIDATED):
+                _order_change(
+                    order, event_type="expired", actor=actors.BEAT, status=S.EXPIRED,
+                    remaining_quantity=Decimal(0),
+                )
+            elif order.status in AT_VENUE or order.status == S.PENDING_SUBMIT:
+                _order_change(
+                    order, event_type="pending_cancel", actor=actors.BEAT,
+                    data={"reason": "expired", "from": order.status}, status=S.PENDING_CANCEL,
+                )
+                outbox.enqueue("orders.cancel", order_id=str(order.id))
+            count += 1
+    return count
+
+
+STUCK_TASKS = {
+    S.VALIDATED: "orders.submit",
+    S.PENDING_SUBMIT: "orders.submit",
+    S.PENDING_CANCEL: "orders.cancel",
+}
+
+
+def orders_sweep_stuck(*, now: datetime | None = None, older_than: float | None = None) -> int:
+    """Re-dispatch orders left in validated, pending_submit or pending_cancel: their message
+    was lost (worker killed, Redis restarted). The tasks are idempotent, so a duplicate
+    dispatch is harmless."""
+    now = now or timezone.now()
+    age = older_than if older_than is not None else settings.ORDERS_STUCK_AFTER_SECONDS
+    cutoff = now - timezone.timedelta(seconds=age)
+    stuck = list(
+        Order.objects.filter(status__in=list(STUCK_TASKS), updated_at__lt=cutoff, needs_review=False)
+        .order_by("updated_at")
+        .values_list("pk", "status")[:1000]
+    )
+    for order_id, status in stuck:
+        outbox.publish_now(STUCK_TASKS[status], order_id=str(order_id))
+    if stuck:
+        logger.info("re-dispatched stuck orders", extra={"count": len(stuck)})
+    return len(stuck)
+
+
+def order_park_for_review(*, order_id: UUID | str, reason: str) -> None:
+    """Stop retrying an order whose task keeps dying; a person must look at it."""
+    with transaction.atomic():
+        order = order_for_update(order_id)
+        if order.needs_review or order.status in TERMINAL:
+            return
+        _order_change(
+            order, event_type="parked", actor=actors.WORKER, data={"reason": reason},
+            needs_review=True,
+        )

@@ -1,0 +1,130 @@
+"""Thin Celery wrappers: ids in, one service call, the retry policy.
+
+Every task is idempotent (the services check state under a row lock), acks late, and is
+capped in deliveries per order and step: a message that keeps killing its worker parks the
+order for review instead of looping forever (RELIABILITY.md, pitfall 3).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+from django.core.cache import cache
+
+from brokers.base import VenueTransientError
+from brokers.registry import venue_names
+
+from . import outbox, services
+
+logger = logging.getLogger(__name__)
+
+ORDER_TASK = {
+    "acks_late": True,
+    "autoretry_for": (VenueTransientError,),
+    "retry_backoff": True,
+    "retry_backoff_max": 30,
+    "retry_jitter": True,
+    "max_retries": 5,
+    "soft_time_limit": 20,
+    "time_limit": 30,
+}
+HOUSEKEEPING = {"acks_late": True, "soft_time_limit": 50, "time_limit": 60, "expires": 30}
+
+
+@contextmanager
+def _delivery_guard(step: str, order_id: str) -> Iterator[bool]:
+    """Yields False when this order's step has died too often to try again. The count only
+    survives deliveries that never finished (worker killed); a finished one clears it."""
+    key = f"deliveries:{step}:{order_id}"
+    try:
+        cache.add(key, 0, timeout=3600)
+        deliveries = cache.incr(key)
+    except Exception:  # Redis away: never block the order path on the guard itself
+        logger.warning("delivery counter unavailable", exc_info=True)
+        deliveries = 1
+    if deliveries > settings.ORDERS_MAX_DELIVERIES:
+        services.order_park_for_review(
+            order_id=order_id, reason=f"{step} delivered {deliveries} times without finishing"
+        )
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        try:
+            cache.delete(key)
+        except Exception:
+            logger.warning("delivery counter unavailable", exc_info=True)
+
+
+def _guarded(step: str, order_id: str, call: Callable[[], Any]) -> None:
+    with _delivery_guard(step, order_id) as allowed:
+        if allowed:
+            call()
+
+
+@shared_task(name="orders.submit", queue="orders", **ORDER_TASK)
+def order_submit_task(order_id: str, correlation_id: str = "") -> None:
+    _guarded(
+        "submit", order_id,
+        lambda: services.order_submit_to_venue(order_id=order_id, correlation_id=correlation_id),
+    )
+
+
+@shared_task(name="orders.cancel", queue="orders", bind=True, **ORDER_TASK)
+def order_cancel_task(self: Any, order_id: str, correlation_id: str = "") -> None:
+    try:
+        _guarded(
+            "cancel", order_id,
+            lambda: services.order_cancel_at_venue(order_id=order_id, correlation_id=correlation_id),
+        )
+    except services.SubmitInFlight as waiting:
+        # The submission may still land; ask again shortly (the sweeper also comes back).
+        raise self.retry(exc=waiting, countdown=min(2 ** self.request.retries, 8), max_retries=10)
+
+
+@shared_task(name="orders.modify", queue="orders", **ORDER_TASK)
+def order_modify_task(order_id: str, changes: dict[str, str], correlation_id: str = "") -> None:
+    _guarded(
+        "modify", order_id,
+        lambda: services.order_modify_at_venue(
+            order_id=order_id, changes=changes, correlation_id=correlation_id
+        ),
+    )
+
+
+@shared_task(name="orders.poll_venues", queue="housekeeping", **HOUSEKEEPING)
+def poll_venues_task() -> int:
+    """Pull each venue's execution reports (fills of resting orders, expiries, venue cancels)."""
+    total = 0
+    for name in venue_names():
+        try:
+            total += services.venue_poll(venue_name=name)
+        except VenueTransientError:
+            logger.warning("venue poll failed", extra={"venue": name}, exc_info=True)
+    return total
+
+
+@shared_task(name="orders.expire", queue="housekeeping", **HOUSEKEEPING)
+def expire_orders_task() -> int:
+    return services.orders_expire()
+
+
+@shared_task(name="orders.sweep_stuck", queue="housekeeping", **HOUSEKEEPING)
+def sweep_stuck_task() -> int:
+    return services.orders_sweep_stuck()
+
+
+@shared_task(name="orders.relay_outbox", queue="housekeeping", **HOUSEKEEPING)
+def relay_outbox_task() -> int:
+    return outbox.relay()
+
+
+@shared_task(name="orders.prune_outbox", queue="housekeeping", **HOUSEKEEPING)
+def prune_outbox_task() -> int:
+    return outbox.prune()

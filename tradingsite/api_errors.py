@@ -1,0 +1,90 @@
+"""One renderer for every API error: `{"error": {"code", "message", "fields"?, "order_id"}}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from orders.exceptions import ApplicationError
+
+DRF_CODES = {
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "rate_limited",
+    exceptions.ParseError: "malformed_json",
+}
+
+
+def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's nested error detail as {"field.sub": ["message", ...]}."""
+    fields: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            fields.update(_flatten(value, name))
+    elif isinstance(detail, list):
+        if all(not isinstance(item, (dict, list)) for item in detail):
+            fields[prefix or "non_field_errors"] = [str(item) for item in detail]
+        else:
+            for index, item in enumerate(detail):
+                fields.update(_flatten(item, f"{prefix}[{index}]" if prefix else f"[{index}]"))
+    else:
+        fields[prefix or "non_field_errors"] = [str(detail)]
+    return fields
+
+
+def error_body(code: str, message: str, *, fields: dict | None = None, order_id: Any = None,
+               **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    body["order_id"] = str(order_id) if order_id else None
+    body.update(extra)
+    return {"error": body}
+
+
+def validation_error_body(detail: Any) -> dict[str, Any]:
+    fields = _flatten(detail)
+    first_field, messages = next(iter(fields.items()))
+    message = f"{first_field}: {messages[0]}" if first_field != "non_field_errors" else messages[0]
+    return error_body("validation_error", message, fields=fields)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, ApplicationError):
+        return Response({"error": exc.as_dict()}, status=exc.http_status)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = validation_error_body(exc.detail)
+        return response
+    code = next((c for cls, c in DRF_CODES.items() if isinstance(exc, cls)), None)
+    detail = getattr(exc, "detail", str(exc))
+    response.data = error_body(code or getattr(exc, "default_code", "error"), str(detail))
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        response.status_code = status.HTTP_401_UNAUTHORIZED
+        response["WWW-Authenticate"] = 'Token realm="api"'
+    return response
+
+
+def json_not_found(request, exception=None):  # noqa: ARG001 - Django's handler signature
+    return JsonResponse(error_body("not_found", "not found"), status=404)
+
+
+def json_server_error(request):  # noqa: ARG001
+    return JsonResponse(error_body("server_error", "internal error; it has been logged"), status=500)

@@ -1,0 +1,22 @@
+"""Every request carries a correlation id (X-Request-ID, or a new one) into the events it
+causes and back out in the response."""
+
+import re
+import uuid
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+_VALID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class CorrelationIdMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        given = request.headers.get("X-Request-ID", "")
+        request.correlation_id = given if _VALID.match(given) else uuid.uuid4().hex  # type: ignore[attr-defined]
+        response = self.get_response(request)
+        response["X-Request-ID"] = request.correlation_id  # type: ignore[attr-defined]
+        return response

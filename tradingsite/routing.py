@@ -1,0 +1,3 @@
+"""Websocket routes (the live event stream registers here)."""
+
+websocket_urlpatterns: list = []

