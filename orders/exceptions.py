@@ -60,3 +60,10 @@ class DuplicateClientOrderId(ApplicationError):
 class NotFound(ApplicationError):
     code = "not_found"
     http_status = 404
+
+
+class ProvisioningError(ApplicationError):
+    """Bad input when setting up users, accounts or instruments (a name, a code, a currency)."""
+
+    code = "invalid_request"
+    http_status = 400

@@ -16,6 +16,13 @@ def instrument_by_symbol(symbol: str) -> Instrument | None:
     return Instrument.objects.filter(symbol=symbol).first()
 
 
+def instrument_symbols_active() -> list[str]:
+    """Symbols open for trading, in symbol order (what the market-data process quotes)."""
+    return list(
+        Instrument.objects.filter(is_active=True).order_by("symbol").values_list("symbol", flat=True)
+    )
+
+
 def instrument_rules(instrument: Instrument) -> InstrumentRules:
     return InstrumentRules(
         symbol=instrument.symbol,

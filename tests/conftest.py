@@ -103,3 +103,15 @@ def client_for(user) -> APIClient:
 @pytest.fixture
 def api(trader, instruments) -> APIClient:
     return client_for(trader)
+
+
+@pytest.fixture(scope="module")
+def celery_worker(django_db_setup, django_db_blocker):
+    """A real worker consuming the real queues on the test database, for one module (fault
+    injection modules start workers of their own, so two never share a queue)."""
+    from tests.workers import Worker
+
+    with django_db_blocker.unblock():
+        worker = Worker()
+    yield worker
+    worker.stop()

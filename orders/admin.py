@@ -1,0 +1,197 @@
+"""The trading desk's admin. Orders, fills and events are read-only here: an order changes only
+through orders.services (the "Cancel selected orders" action calls order_cancel_many), and the
+audit trail is never edited or deleted. Instruments and accounts are reference data and are
+edited here directly."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
+
+from . import actors
+from .models import Account, Fill, Instrument, Order, OrderEvent
+from .services import order_cancel_many
+from .states import OrderStatus
+
+
+class ReadOnlyAdminMixin:
+    """View only: no add, change or delete, for any user."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# --- reference data ---------------------------------------------------------------------------
+
+
+@admin.register(Instrument)
+class InstrumentAdmin(admin.ModelAdmin):
+    list_display = (
+        "symbol", "asset_class", "base_currency", "quote_currency", "lot_size", "min_quantity",
+        "tick_size", "reference_price", "is_active",
+    )
+    list_filter = ("asset_class", "is_active", "quote_currency")
+    search_fields = ("symbol",)
+    ordering = ("symbol",)
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    list_display = ("code", "name", "currency", "is_active", "created_at")
+    list_filter = ("is_active", "currency")
+    search_fields = ("code", "name")
+    filter_horizontal = ("users",)
+    readonly_fields = ("created_at",)
+    ordering = ("code",)
+
+
+# --- the order book ---------------------------------------------------------------------------
+
+
+class FillInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Fill
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ("executed_at", "venue_execution_id")
+    fields = (
+        "executed_at", "side", "quantity", "price", "liquidity", "commission",
+        "commission_currency", "venue", "venue_execution_id",
+    )
+    readonly_fields = fields
+
+
+class OrderEventInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = OrderEvent
+    extra = 0
+    can_delete = False
+    ordering = ("seq",)
+    fields = ("seq", "type", "at", "actor", "correlation_id", "data")
+    readonly_fields = fields
+
+
+@admin.register(Order)
+class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "created_at", "client_order_id", "account", "symbol", "side", "type", "quantity",
+        "limit_price", "status", "filled_quantity", "average_fill_price", "venue",
+        "needs_review",
+    )
+    list_display_links = ("created_at", "client_order_id")
+    list_filter = (
+        "status",
+        ("instrument", admin.RelatedFieldListFilter),
+        ("account", admin.RelatedFieldListFilter),
+        "venue",
+        "created_at",
+        "needs_review",
+    )
+    date_hierarchy = "created_at"
+    list_select_related = ("instrument", "account")
+    search_fields = ("client_order_id", "venue_order_id")
+    search_help_text = "Exact order id, client order id or venue order id."
+    ordering = ("-created_at",)
+    # The order table is the largest in the system: never count it twice per page.
+    show_full_result_count = False
+    list_per_page = 100
+    actions = ("cancel_selected",)
+    inlines = (FillInline, OrderEventInline)
+    fieldsets = (
+        (None, {"fields": ("id", "status", "needs_review", "reject_reason")}),
+        ("Order", {"fields": (
+            "account", "instrument", "client_order_id", "side", "type", "time_in_force",
+            "quantity", "limit_price", "stop_price", "expire_at",
+        )}),
+        ("Execution", {"fields": (
+            "filled_quantity", "remaining_quantity", "average_fill_price", "commission",
+            "venue", "venue_order_id",
+        )}),
+        ("Origin", {"fields": (
+            "created_by", "created_at", "updated_at", "event_seq", "parent", "strategy_id",
+            "signal_id", "metadata",
+        )}),
+    )  # fmt: skip
+
+    @admin.display(description="symbol", ordering="instrument__symbol")
+    def symbol(self, order: Order) -> str:
+        return order.instrument.symbol
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Order], search_term: str
+    ) -> tuple[QuerySet[Order], bool]:
+        # Exact matches only: a substring search would scan the whole order table.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        condition = Q(client_order_id=term) | Q(venue_order_id=term)
+        try:
+            condition |= Q(pk=uuid.UUID(term))
+        except ValueError:
+            pass
+        return queryset.filter(condition), False
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        # Cancelling is the one write the desk makes here; Django's "change order" permission
+        # grants it (the change form itself stays read-only).
+        return request.user.has_perm("orders.change_order")
+
+    @admin.action(description="Cancel selected orders", permissions=["cancel"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        selected = list(queryset.order_by("pk"))
+        done = order_cancel_many(
+            orders=selected,
+            actor=actors.admin_actor(request.user),
+            correlation_id=getattr(request, "correlation_id", ""),
+            reason="cancelled in the admin",
+        )
+        cancelled = sum(1 for order in done if order.status == OrderStatus.CANCELLED)
+        requested = len(done) - cancelled
+        skipped = len(selected) - len(done)
+        parts = [f"{cancelled} cancelled"]
+        if requested:
+            parts.append(f"{requested} cancel requested at the venue (pending_cancel)")
+        parts.append(f"{skipped} skipped (already finished)")
+        self.message_user(
+            request,
+            "Orders: " + ", ".join(parts) + ".",
+            messages.SUCCESS if not skipped else messages.WARNING,
+        )
+
+
+@admin.register(Fill)
+class FillAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "executed_at", "order", "account", "instrument", "side", "quantity", "price",
+        "liquidity", "venue", "venue_execution_id",
+    )
+    list_filter = (
+        "side", "liquidity", "venue", ("instrument", admin.RelatedFieldListFilter),
+        ("account", admin.RelatedFieldListFilter), "executed_at",
+    )
+    date_hierarchy = "executed_at"
+    list_select_related = ("order", "account", "instrument")
+    search_fields = ("=venue_execution_id", "=order__client_order_id")
+    show_full_result_count = False
+    list_per_page = 100
+
+
+@admin.register(OrderEvent)
+class OrderEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("at", "order", "seq", "type", "actor", "correlation_id")
+    list_filter = ("type", "at")
+    date_hierarchy = "at"
+    list_select_related = ("order",)
+    search_fields = ("=correlation_id", "=actor", "=order__client_order_id")
+    ordering = ("-at", "-id")
+    show_full_result_count = False
+    list_per_page = 100

@@ -1,0 +1,152 @@
+"""Failure paths on real services: a worker SIGKILLed with orders in flight, a venue that
+times out after accepting, a venue that rejects or drops the connection, a broker that cannot
+be reached at commit. After each: every accepted order ends exactly once at the venue, no
+order is lost, and each order's events replay to its stored state."""
+
+import time
+from decimal import Decimal
+
+import pytest
+from django.db.models import Count
+
+from brokers.models import SimOrder, SimReport
+from brokers.registry import venue_for
+from orders import outbox, services
+from orders.models import Fill, Order, OutboxMessage
+from orders.replay import order_state, replay
+from tests.workers import Worker, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
+
+D = Decimal
+
+
+@pytest.fixture
+def market(instruments):
+    venue = venue_for("sim")
+    venue.set_quote("EUR_USD", bid=D("1.08490"), ask=D("1.08500"), bid_size=D("100000000"),
+                    ask_size=D("100000000"))
+    return venue
+
+
+def submit_many(api, count, **body):
+    ids = []
+    for n in range(count):
+        response = api.post("/api/v1/orders/", {
+            "account": "ACC-1", "client_order_id": f"crash-{n}", "symbol": "EUR_USD",
+            "side": "buy", "type": "market", "quantity": "1000", **body}, format="json")
+        assert response.status_code == 201
+        ids.append(response.json()["id"])
+    return ids
+
+
+def assert_each_order_exactly_once_at_the_venue(ids):
+    orders = Order.objects.select_related("instrument", "account").filter(pk__in=ids)
+    assert sorted(str(o.id) for o in orders) == sorted(ids)
+    for order in orders:
+        assert order.status == "filled", (order.id, order.status)
+        assert order.filled_quantity == order.quantity
+        assert replay(order.events.all()) == order_state(order)
+    at_venue = SimOrder.objects.filter(client_order_id__in=ids)
+    assert at_venue.count() == len(ids)
+    assert all(o.status == "filled" for o in at_venue)
+    fills_per_venue_order = (SimReport.objects.filter(order__in=at_venue, kind="fill")
+                             .values("order").annotate(n=Count("id")))
+    assert sorted(row["n"] for row in fills_per_venue_order) == [1] * len(ids)
+    assert Fill.objects.filter(order_id__in=ids).count() == len(ids)
+
+
+def test_worker_killed_mid_flight_loses_and_duplicates_nothing(api, market):
+    # given a slow venue and a worker busy with a burst of orders
+    slow = Worker(extra_env={"SIM_LATENCY_MS": "400"})
+    try:
+        ids = submit_many(api, 12)
+        wait_for(lambda: Order.objects.filter(pk__in=ids, status="pending_submit").exists(),
+                 message="an order in flight")
+        # when the whole worker dies at once
+        slow.kill()
+    finally:
+        slow.stop()
+    unfinished = Order.objects.filter(pk__in=ids).exclude(status="filled").count()
+    assert unfinished > 0, "the kill came too late to test anything"
+    # then a new worker and the sweeper (beat's job, run here by the test) finish everything
+    fresh = Worker()
+    try:
+        def all_filled():
+            services.orders_sweep_stuck(older_than=0.5)
+            return not Order.objects.filter(pk__in=ids).exclude(status="filled").exists()
+
+        wait_for(all_filled, timeout=60, interval=0.5, message="every order to fill")
+    finally:
+        fresh.stop()
+    assert_each_order_exactly_once_at_the_venue(ids)
+
+
+def test_venue_timeout_after_accepting_never_places_twice(api, market):
+    worker = Worker(extra_env={"SIM_TIMEOUT_RATE": "1"})
+    try:
+        ids = submit_many(api, 3)
+
+        def all_filled():
+            return not Order.objects.filter(pk__in=ids).exclude(status="filled").exists()
+
+        wait_for(all_filled, timeout=40, interval=0.2, message="the retries to find the orders")
+    finally:
+        worker.stop()
+    assert_each_order_exactly_once_at_the_venue(ids)
+
+
+def test_venue_rejection_stores_the_reason(api, market):
+    worker = Worker(extra_env={"SIM_REJECT_RATE": "1"})
+    try:
+        [order_id] = submit_many(api, 1)
+        order = wait_for(lambda: Order.objects.filter(pk=order_id, status="rejected").first(),
+                         message="the rejection")
+    finally:
+        worker.stop()
+    assert order.reject_reason == "rejected by the simulated venue"
+    assert order.remaining_quantity == 0
+    assert not order.fills.exists()
+    detail = api.get(f"/api/v1/orders/{order_id}/").json()
+    assert (detail["status"], detail["reject_reason"]) == ("rejected", "rejected by the simulated venue")
+
+
+def test_dropped_connections_are_retried_until_the_order_is_placed(api, market):
+    worker = Worker(extra_env={"SIM_DISCONNECT_RATE": "0.5", "SIM_SEED": "7"})
+    try:
+        ids = submit_many(api, 4)
+
+        def all_filled():
+            services.orders_sweep_stuck(older_than=2)
+            return not Order.objects.filter(pk__in=ids).exclude(status="filled").exists()
+
+        wait_for(all_filled, timeout=90, interval=0.5, message="every order to fill")
+    finally:
+        worker.stop()
+    assert_each_order_exactly_once_at_the_venue(ids)
+
+
+def test_broker_down_at_commit_the_relay_publishes_later(api, market, monkeypatch):
+    # given a broker that cannot be reached when the order commits
+    from kombu.exceptions import OperationalError
+
+    def unreachable(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to redis: Connection refused")
+
+    monkeypatch.setattr(outbox, "_send", unreachable)
+    [order_id] = submit_many(api, 1)
+    # then the order is stored and its work waits in the outbox
+    assert Order.objects.get(pk=order_id).status == "validated"
+    assert OutboxMessage.objects.filter(published_at__isnull=True).count() == 1
+    # when the broker is back and the relay runs
+    monkeypatch.undo()
+    worker = Worker()
+    try:
+        time.sleep(1.1)
+        assert outbox.relay() == 1
+        order = wait_for(lambda: Order.objects.filter(pk=order_id, status="filled").first(),
+                         message="the relayed order to fill")
+    finally:
+        worker.stop()
+    assert OutboxMessage.objects.filter(published_at__isnull=True).count() == 0
+    assert replay(order.events.all()) == order_state(Order.objects.select_related("instrument", "account").get(pk=order_id))

@@ -1,0 +1,95 @@
+"""Real Celery worker processes on the test database, for the end-to-end and crash tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_database_url() -> str:
+    """The URL of the database the tests are using right now (pytest-django's test_ copy)."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    credentials = f"{user}{password}@" if user else ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return f"postgres://{credentials}{host}:{port}/{db['NAME']}"
+
+
+class Worker:
+    """One `celery worker` process group. `kill()` is SIGKILL to the whole group: the parent
+    and its prefork children die at once, mid-task, acknowledging nothing."""
+
+    def __init__(self, *, concurrency: int = 2, extra_env: dict[str, str] | None = None) -> None:
+        self.name = f"test-{uuid.uuid4().hex[:8]}@localhost"
+        env = {
+            **os.environ,
+            "DATABASE_URL": test_database_url(),
+            "REDIS_URL": settings.REDIS_URL,
+            "CONN_MAX_AGE": "0",
+            "LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
+        }
+        pool = ["-P", "prefork", "-c", str(concurrency)]
+        if not settings.IS_POSTGRES:
+            pool = ["-P", "solo"]  # one writer on a SQLite file
+        self.log = open(ROOT / "var" / f"{self.name.split('@')[0]}.log", "w")  # noqa: SIM115
+        self.process = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "celery", "-A", "tradingsite", "worker", "-Q",
+             "orders,housekeeping,default", "-n", self.name, "-l", "warning",
+             "--without-mingle", "--without-gossip", *pool],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        from tradingsite.celery import app
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited: see {self.log.name}")
+            if app.control.ping(destination=[self.name], timeout=0.5):
+                return
+        raise RuntimeError(f"worker did not answer within {timeout} s: see {self.log.name}")
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float = 20, interval: float = 0.05,
+             message: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)
