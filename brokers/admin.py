@@ -24,7 +24,14 @@ class ReadOnlyAdminMixin:
 @admin.register(SimQuote)
 class SimQuoteAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
-        "symbol", "seq", "bid", "ask", "bid_size", "ask_size", "bid_available", "ask_available",
+        "symbol",
+        "seq",
+        "bid",
+        "ask",
+        "bid_size",
+        "ask_size",
+        "bid_available",
+        "ask_available",
         "at",
     )
     search_fields = ("symbol",)
@@ -37,8 +44,16 @@ class SimReportInline(ReadOnlyAdminMixin, admin.TabularInline):
     can_delete = False
     ordering = ("id",)
     fields = (
-        "id", "kind", "execution_id", "quantity", "price", "liquidity", "limit_price",
-        "stop_price", "reason", "at",
+        "id",
+        "kind",
+        "execution_id",
+        "quantity",
+        "price",
+        "liquidity",
+        "limit_price",
+        "stop_price",
+        "reason",
+        "at",
     )
     readonly_fields = fields
 
@@ -46,8 +61,19 @@ class SimReportInline(ReadOnlyAdminMixin, admin.TabularInline):
 @admin.register(SimOrder)
 class SimOrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
-        "created_at", "venue_order_id", "client_order_id", "account", "symbol", "side", "type",
-        "time_in_force", "quantity", "filled_quantity", "limit_price", "stop_price", "status",
+        "created_at",
+        "venue_order_id",
+        "client_order_id",
+        "account",
+        "symbol",
+        "side",
+        "type",
+        "time_in_force",
+        "quantity",
+        "filled_quantity",
+        "limit_price",
+        "stop_price",
+        "status",
     )
     list_filter = ("status", "symbol", "side", "type", "created_at")
     date_hierarchy = "created_at"
@@ -61,7 +87,15 @@ class SimOrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 @admin.register(SimReport)
 class SimReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
-        "id", "at", "order", "kind", "execution_id", "quantity", "price", "liquidity", "reason",
+        "id",
+        "at",
+        "order",
+        "kind",
+        "execution_id",
+        "quantity",
+        "price",
+        "liquidity",
+        "reason",
     )
     list_filter = ("kind", "liquidity", "at")
     list_select_related = ("order",)

@@ -131,7 +131,9 @@ class VenueAdapter(Protocol):
         reports of the first."""
         ...
 
-    def cancel(self, *, client_order_id: str, venue_order_id: str = "") -> Sequence[ExecutionReport]: ...
+    def cancel(
+        self, *, client_order_id: str, venue_order_id: str = ""
+    ) -> Sequence[ExecutionReport]: ...
     def modify(
         self,
         *,
@@ -141,7 +143,9 @@ class VenueAdapter(Protocol):
         limit_price: Decimal | None = None,
         stop_price: Decimal | None = None,
     ) -> Sequence[ExecutionReport]: ...
-    def order_status(self, *, client_order_id: str = "", venue_order_id: str = "") -> VenueOrderState:
+    def order_status(
+        self, *, client_order_id: str = "", venue_order_id: str = ""
+    ) -> VenueOrderState:
         """Raises VenueOrderNotFound when the venue has no such order."""
         ...
 

@@ -42,7 +42,9 @@ class SimOrder(models.Model):
     limit_price = models.DecimalField(**QUANTITY, null=True, blank=True)
     stop_price = models.DecimalField(**QUANTITY, null=True, blank=True)
     triggered = models.BooleanField(default=False)
-    status = models.CharField(max_length=16, default="working")  # working|filled|cancelled|rejected|expired
+    status = models.CharField(
+        max_length=16, default="working"
+    )  # working|filled|cancelled|rejected|expired
     expire_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -51,7 +53,8 @@ class SimOrder(models.Model):
         verbose_name = "simulated venue order"
         indexes = [
             models.Index(
-                fields=["symbol", "id"], name="simorder_working",
+                fields=["symbol", "id"],
+                name="simorder_working",
                 condition=Q(status="working"),
             )
         ]
@@ -82,3 +85,6 @@ class SimReport(models.Model):
     class Meta:
         verbose_name = "simulated execution report"
         ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk}"

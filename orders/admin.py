@@ -37,8 +37,15 @@ class ReadOnlyAdminMixin:
 @admin.register(Instrument)
 class InstrumentAdmin(admin.ModelAdmin):
     list_display = (
-        "symbol", "asset_class", "base_currency", "quote_currency", "lot_size", "min_quantity",
-        "tick_size", "reference_price", "is_active",
+        "symbol",
+        "asset_class",
+        "base_currency",
+        "quote_currency",
+        "lot_size",
+        "min_quantity",
+        "tick_size",
+        "reference_price",
+        "is_active",
     )
     list_filter = ("asset_class", "is_active", "quote_currency")
     search_fields = ("symbol",)
@@ -65,8 +72,15 @@ class FillInline(ReadOnlyAdminMixin, admin.TabularInline):
     show_change_link = True
     ordering = ("executed_at", "venue_execution_id")
     fields = (
-        "executed_at", "side", "quantity", "price", "liquidity", "commission",
-        "commission_currency", "venue", "venue_execution_id",
+        "executed_at",
+        "side",
+        "quantity",
+        "price",
+        "liquidity",
+        "commission",
+        "commission_currency",
+        "venue",
+        "venue_execution_id",
     )
     readonly_fields = fields
 
@@ -83,8 +97,18 @@ class OrderEventInline(ReadOnlyAdminMixin, admin.TabularInline):
 @admin.register(Order)
 class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
-        "created_at", "client_order_id", "account", "symbol", "side", "type", "quantity",
-        "limit_price", "status", "filled_quantity", "average_fill_price", "venue",
+        "created_at",
+        "client_order_id",
+        "account",
+        "symbol",
+        "side",
+        "type",
+        "quantity",
+        "limit_price",
+        "status",
+        "filled_quantity",
+        "average_fill_price",
+        "venue",
         "needs_review",
     )
     list_display_links = ("created_at", "client_order_id")
@@ -171,12 +195,24 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 @admin.register(Fill)
 class FillAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
-        "executed_at", "order", "account", "instrument", "side", "quantity", "price",
-        "liquidity", "venue", "venue_execution_id",
+        "executed_at",
+        "order",
+        "account",
+        "instrument",
+        "side",
+        "quantity",
+        "price",
+        "liquidity",
+        "venue",
+        "venue_execution_id",
     )
     list_filter = (
-        "side", "liquidity", "venue", ("instrument", admin.RelatedFieldListFilter),
-        ("account", admin.RelatedFieldListFilter), "executed_at",
+        "side",
+        "liquidity",
+        "venue",
+        ("instrument", admin.RelatedFieldListFilter),
+        ("account", admin.RelatedFieldListFilter),
+        "executed_at",
     )
     date_hierarchy = "executed_at"
     list_select_related = ("order", "account", "instrument")

@@ -85,7 +85,9 @@ class Account(models.Model):
     name = models.CharField(max_length=128, blank=True)
     currency = models.CharField(max_length=8, default="USD")
     users = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, related_name="trading_accounts", blank=True,
+        settings.AUTH_USER_MODEL,
+        related_name="trading_accounts",
+        blank=True,
         help_text="Users who may trade and see this account.",
     )
     is_active = models.BooleanField(default=True)
@@ -110,7 +112,9 @@ class Order(models.Model):
     limit_price = models.DecimalField(**PRICE, null=True, blank=True)
     stop_price = models.DecimalField(**PRICE, null=True, blank=True)
     expire_at = models.DateTimeField(null=True, blank=True)
-    status = models.CharField(max_length=20, choices=OrderStatus.choices, default=OrderStatus.CREATED)
+    status = models.CharField(
+        max_length=20, choices=OrderStatus.choices, default=OrderStatus.CREATED
+    )
     filled_quantity = models.DecimalField(**QUANTITY, default=Decimal(0))
     remaining_quantity = models.DecimalField(**QUANTITY)
     average_fill_price = models.DecimalField(**PRICE, null=True, blank=True)
@@ -120,7 +124,8 @@ class Order(models.Model):
     parent = models.ForeignKey(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="children"
     )
-    reject_reason = models.TextField(null=True, blank=True)
+    # null, not "": the API distinguishes "no reason" (null) from an empty reason.
+    reject_reason = models.TextField(null=True, blank=True)  # noqa: DJ001
     strategy_id = models.CharField(max_length=64, blank=True, default="")
     signal_id = models.CharField(max_length=64, blank=True, default="")
     metadata = models.JSONField(default=dict, blank=True)
@@ -131,7 +136,10 @@ class Order(models.Model):
     )
     event_seq = models.PositiveIntegerField(default=0, help_text="Sequence of the last event.")
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
         related_name="+",
     )
     created_at = models.DateTimeField(default=timezone.now)
@@ -249,10 +257,14 @@ class OutboxMessage(models.Model):
     class Meta:
         indexes = [
             models.Index(
-                fields=["created_at"], name="outbox_unpublished",
+                fields=["created_at"],
+                name="outbox_unpublished",
                 condition=Q(published_at__isnull=True),
             )
         ]
+
+    def __str__(self) -> str:
+        return f"{self.task} #{self.pk}"
 
 
 class VenueCursor(models.Model):
@@ -261,3 +273,6 @@ class VenueCursor(models.Model):
     venue = models.CharField(max_length=32, unique=True)
     cursor = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.venue} @ {self.cursor}"

@@ -21,14 +21,20 @@ from .models import OutboxMessage
 logger = logging.getLogger(__name__)
 
 # A publish must not hang a web request while Redis is away: fail fast, the relay retries.
-PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.2}
+PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.1,
+    "interval_max": 0.2,
+}
 
 
 def _send(task: str, kwargs: dict[str, Any], producer: Any = None) -> None:
     from tradingsite.celery import app
 
-    app.send_task(task, kwargs=kwargs, retry=True, retry_policy=PUBLISH_RETRY_POLICY,
-                  producer=producer)
+    app.send_task(
+        task, kwargs=kwargs, retry=True, retry_policy=PUBLISH_RETRY_POLICY, producer=producer
+    )
 
 
 def enqueue(task: str, **kwargs: Any) -> OutboxMessage:
@@ -79,7 +85,5 @@ def relay(*, older_than_seconds: float = 1.0, limit: int = 500) -> int:
 
 
 def prune(*, older_than: timedelta = timedelta(days=1)) -> int:
-    deleted, _ = OutboxMessage.objects.filter(
-        published_at__lt=timezone.now() - older_than
-    ).delete()
+    deleted, _ = OutboxMessage.objects.filter(published_at__lt=timezone.now() - older_than).delete()
     return deleted

@@ -66,7 +66,9 @@ def _check_currency(currency: str) -> None:
 def _check_account_code(code: str) -> None:
     max_length = Account._meta.get_field("code").max_length or 32
     if not _ACCOUNT_CODE.match(code) or len(code) > max_length:
-        rule = f"1 to {max_length} letters, digits, '.', '_' or '-', starting with a letter or digit"
+        rule = (
+            f"1 to {max_length} letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
         raise ProvisioningError(f"account code {code!r}: {rule}", fields={"account": [rule]})
 
 
@@ -79,7 +81,9 @@ def _check_username(username: str) -> None:
             raise ValidationError("may not be blank")
     except ValidationError as error:
         rule = " ".join(error.messages)
-        raise ProvisioningError(f"user name {username!r}: {rule}", fields={"name": [rule]}) from None
+        raise ProvisioningError(
+            f"user name {username!r}: {rule}", fields={"name": [rule]}
+        ) from None
 
 
 def _check_positive_decimal(name: str, value: Any) -> None:
@@ -124,7 +128,9 @@ def instrument_upsert(*, spec: InstrumentSpec) -> tuple[Instrument, bool]:
 # --- accounts, users, groups, tokens ----------------------------------------------------------
 
 
-def account_ensure(*, code: str, currency: str | None = None, name: str = "") -> tuple[Account, bool]:
+def account_ensure(
+    *, code: str, currency: str | None = None, name: str = ""
+) -> tuple[Account, bool]:
     """The account with this code, created (in `currency`, USD if not given) when missing.
     An existing account in another currency than the one asked for raises ProvisioningError:
     an account's currency is never changed behind its positions' back."""

@@ -19,7 +19,9 @@ def instrument_by_symbol(symbol: str) -> Instrument | None:
 def instrument_symbols_active() -> list[str]:
     """Symbols open for trading, in symbol order (what the market-data process quotes)."""
     return list(
-        Instrument.objects.filter(is_active=True).order_by("symbol").values_list("symbol", flat=True)
+        Instrument.objects.filter(is_active=True)
+        .order_by("symbol")
+        .values_list("symbol", flat=True)
     )
 
 

@@ -48,6 +48,8 @@ PRICE_QUANTUM = Decimal("1e-10")
 # A pending_cancel order whose submission may still be in flight is not declared absent from
 # the venue before a submit task could possibly have finished (its hard time limit).
 SUBMIT_IN_FLIGHT_SECONDS = 35
+# The reason on a pending_cancel the expiry sweep asked for: its cancel completes as expired.
+EXPIRY_REASON = "expired"
 
 
 class SubmitInFlight(Exception):
@@ -75,8 +77,10 @@ def _order_change(
     """Apply `changes` to a locked order, save it and append its event. Raises
     InvalidTransition, writing nothing, if `status` changes to a status the table forbids."""
     new_status = changes.get("status")
-    if new_status is not None and new_status != order.status and not can_transition(
-        order.status, new_status
+    if (
+        new_status is not None
+        and new_status != order.status
+        and not can_transition(order.status, new_status)
     ):
         raise InvalidTransition(
             f"order {order.id} is {order.status}; it cannot become {new_status}",
@@ -198,12 +202,20 @@ def order_submit(
             OrderEvent.objects.bulk_create(
                 [
                     OrderEvent(
-                        order=order, seq=1, type="created", at=now, actor=actor,
+                        order=order,
+                        seq=1,
+                        type="created",
+                        at=now,
+                        actor=actor,
                         correlation_id=correlation_id,
                         data={"changes": {**state, "status": S.CREATED}},
                     ),
                     OrderEvent(
-                        order=order, seq=2, type="validated", at=now, actor=actor,
+                        order=order,
+                        seq=2,
+                        type="validated",
+                        at=now,
+                        actor=actor,
                         correlation_id=correlation_id,
                         data={"changes": {"status": S.VALIDATED}},
                     ),
@@ -234,13 +246,22 @@ def order_cancel(
         order = order_for_update(order_id)
         if order.status in (S.CREATED, S.VALIDATED):
             _order_change(
-                order, event_type="cancelled", actor=actor, correlation_id=correlation_id,
-                data={"reason": reason}, status=S.CANCELLED, remaining_quantity=Decimal(0),
+                order,
+                event_type="cancelled",
+                actor=actor,
+                correlation_id=correlation_id,
+                data={"reason": reason},
+                status=S.CANCELLED,
+                remaining_quantity=Decimal(0),
             )
         elif order.status in AT_VENUE or order.status == S.PENDING_SUBMIT:
             _order_change(
-                order, event_type="pending_cancel", actor=actor, correlation_id=correlation_id,
-                data={"reason": reason, "from": order.status}, status=S.PENDING_CANCEL,
+                order,
+                event_type="pending_cancel",
+                actor=actor,
+                correlation_id=correlation_id,
+                data={"reason": reason, "from": order.status},
+                status=S.PENDING_CANCEL,
             )
             outbox.enqueue("orders.cancel", order_id=str(order.id), correlation_id=correlation_id)
         elif order.status != S.PENDING_CANCEL:
@@ -259,7 +280,9 @@ def order_cancel_many(
         try:
             cancelled.append(
                 order_cancel(
-                    order_id=candidate.pk, actor=actor, correlation_id=correlation_id,
+                    order_id=candidate.pk,
+                    actor=actor,
+                    correlation_id=correlation_id,
                     reason=reason,
                 )
             )
@@ -286,14 +309,17 @@ def order_modify(
     requested = {
         name: value
         for name, value in (
-            ("quantity", quantity), ("limit_price", limit_price),
-            ("stop_price", stop_price), ("expire_at", expire_at),
+            ("quantity", quantity),
+            ("limit_price", limit_price),
+            ("stop_price", stop_price),
+            ("expire_at", expire_at),
         )
         if value is not None
     }
     if not requested:
         raise OrderValidationError(
-            "validation_error", "non_field_errors",
+            "validation_error",
+            "non_field_errors",
             "give at least one of quantity, limit_price, stop_price, expire_at",
         )
     with transaction.atomic():
@@ -303,18 +329,22 @@ def order_modify(
                 f"order {order.id} is {order.status} and cannot be modified", order_id=order.id
             )
         terms = OrderTerms(
-            symbol=order.instrument.symbol, side=order.side, type=order.type,
+            symbol=order.instrument.symbol,
+            side=order.side,
+            type=order.type,
             time_in_force=order.time_in_force,
             quantity=requested.get("quantity", order.quantity),
             limit_price=requested.get("limit_price", order.limit_price),
             stop_price=requested.get("stop_price", order.stop_price),
             expire_at=requested.get("expire_at", order.expire_at)
-            if order.time_in_force == "gtd" or "expire_at" in requested else None,
+            if order.time_in_force == "gtd" or "expire_at" in requested
+            else None,
         )
         validate_terms(terms, instrument_rules(order.instrument), timezone.now())
         if terms.quantity <= order.filled_quantity:
             raise OrderValidationError(
-                "invalid_quantity", "quantity",
+                "invalid_quantity",
+                "quantity",
                 f"must be above the filled quantity {encode(order.filled_quantity)}",
             )
         if order.status == S.VALIDATED:
@@ -322,16 +352,24 @@ def order_modify(
             if "quantity" in changes:
                 changes["remaining_quantity"] = terms.quantity - order.filled_quantity
             _order_change(
-                order, event_type="modified", actor=actor, correlation_id=correlation_id,
+                order,
+                event_type="modified",
+                actor=actor,
+                correlation_id=correlation_id,
                 **changes,
             )
             return order, True
         _order_change(
-            order, event_type="modify_requested", actor=actor, correlation_id=correlation_id,
+            order,
+            event_type="modify_requested",
+            actor=actor,
+            correlation_id=correlation_id,
             data={"requested": {name: encode(value) for name, value in requested.items()}},
         )
         outbox.enqueue(
-            "orders.modify", order_id=str(order.id), correlation_id=correlation_id,
+            "orders.modify",
+            order_id=str(order.id),
+            correlation_id=correlation_id,
             changes={name: encode(value) for name, value in requested.items()},
         )
         return order, False
@@ -366,8 +404,11 @@ def order_submit_to_venue(*, order_id: UUID | str, correlation_id: str = "") -> 
         order = order_for_update(order_id)
         if order.status == S.VALIDATED:
             _order_change(
-                order, event_type="pending_submit", actor=actors.WORKER,
-                correlation_id=correlation_id, status=S.PENDING_SUBMIT,
+                order,
+                event_type="pending_submit",
+                actor=actors.WORKER,
+                correlation_id=correlation_id,
+                status=S.PENDING_SUBMIT,
             )
             resuming = False
         elif order.status == S.PENDING_SUBMIT:
@@ -388,20 +429,31 @@ def order_submit_to_venue(*, order_id: UUID | str, correlation_id: str = "") -> 
     try:
         reports = venue.submit(ticket)
     except VenueRejected as rejection:
-        order_reject(order_id=order_id, reason=str(rejection), actor=actors.venue_actor(venue_name),
-                     correlation_id=correlation_id)
+        order_reject(
+            order_id=order_id,
+            reason=str(rejection),
+            actor=actors.venue_actor(venue_name),
+            correlation_id=correlation_id,
+        )
         return
     execution_reports_apply(reports=reports, correlation_id=correlation_id)
 
 
-def order_reject(*, order_id: UUID | str, reason: str, actor: str, correlation_id: str = "") -> None:
+def order_reject(
+    *, order_id: UUID | str, reason: str, actor: str, correlation_id: str = ""
+) -> None:
     with transaction.atomic():
         order = order_for_update(order_id)
         if order.status in TERMINAL:
             return
         _order_change(
-            order, event_type="rejected", actor=actor, correlation_id=correlation_id,
-            status=S.REJECTED, reject_reason=reason, remaining_quantity=Decimal(0),
+            order,
+            event_type="rejected",
+            actor=actor,
+            correlation_id=correlation_id,
+            status=S.REJECTED,
+            reject_reason=reason,
+            remaining_quantity=Decimal(0),
         )
 
 
@@ -412,7 +464,11 @@ def order_cancel_at_venue(*, order_id: UUID | str, correlation_id: str = "") -> 
         order = order_for_update(order_id)
         if order.status != S.PENDING_CANCEL:
             return
-        client_order_id, venue_order_id, venue_name = str(order.id), order.venue_order_id, order.venue
+        client_order_id, venue_order_id, venue_name = (
+            str(order.id),
+            order.venue_order_id,
+            order.venue,
+        )
         waited = (timezone.now() - order.updated_at).total_seconds()
     venue = venue_for(venue_name)
     try:
@@ -436,10 +492,15 @@ def _cancel_never_placed(*, order_id: UUID | str, correlation_id: str) -> None:
         order = order_for_update(order_id)
         if order.status != S.PENDING_CANCEL:
             return
+        final = S.EXPIRED if _cancel_requested_for_expiry(order) else S.CANCELLED
         _order_change(
-            order, event_type="cancelled", actor=actors.WORKER, correlation_id=correlation_id,
+            order,
+            event_type=str(final),
+            actor=actors.WORKER,
+            correlation_id=correlation_id,
             data={"reason": "the venue never received the order"},
-            status=S.CANCELLED, remaining_quantity=Decimal(0),
+            status=final,
+            remaining_quantity=Decimal(0),
         )
 
 
@@ -450,8 +511,12 @@ def _cancel_refused(*, order_id: UUID | str, reason: str, correlation_id: str) -
             return
         working = S.PARTIALLY_FILLED if order.filled_quantity > 0 else S.ACKNOWLEDGED
         _order_change(
-            order, event_type="cancel_rejected", actor=actors.WORKER,
-            correlation_id=correlation_id, data={"reason": reason}, status=working,
+            order,
+            event_type="cancel_rejected",
+            actor=actors.WORKER,
+            correlation_id=correlation_id,
+            data={"reason": reason},
+            status=working,
         )
 
 
@@ -464,12 +529,18 @@ def order_modify_at_venue(
         if order.status not in AT_VENUE:
             if order.status not in TERMINAL:
                 _order_change(
-                    order, event_type="modify_rejected", actor=actors.WORKER,
+                    order,
+                    event_type="modify_rejected",
+                    actor=actors.WORKER,
                     correlation_id=correlation_id,
                     data={"reason": f"order is {order.status}", "requested": changes},
                 )
             return
-        client_order_id, venue_order_id, venue_name = str(order.id), order.venue_order_id, order.venue
+        client_order_id, venue_order_id, venue_name = (
+            str(order.id),
+            order.venue_order_id,
+            order.venue,
+        )
     venue = venue_for(venue_name)
     decimals = {name: Decimal(value) for name, value in changes.items() if name != "expire_at"}
     try:
@@ -480,7 +551,9 @@ def order_modify_at_venue(
         with transaction.atomic():
             order = order_for_update(order_id)
             _order_change(
-                order, event_type="modify_rejected", actor=actors.venue_actor(venue_name),
+                order,
+                event_type="modify_rejected",
+                actor=actors.venue_actor(venue_name),
                 correlation_id=correlation_id,
                 data={"reason": str(refusal), "requested": changes},
             )
@@ -491,7 +564,9 @@ def order_modify_at_venue(
             order = order_for_update(order_id)
             if order.status not in TERMINAL:
                 _order_change(
-                    order, event_type="modified", actor=actors.WORKER,
+                    order,
+                    event_type="modified",
+                    actor=actors.WORKER,
                     correlation_id=correlation_id,
                     expire_at=datetime.fromisoformat(changes["expire_at"]),
                 )
@@ -500,9 +575,7 @@ def order_modify_at_venue(
 # --- execution reports ------------------------------------------------------------------------
 
 
-def execution_reports_apply(
-    *, reports: Sequence[ExecutionReport], correlation_id: str = ""
-) -> int:
+def execution_reports_apply(*, reports: Sequence[ExecutionReport], correlation_id: str = "") -> int:
     """Apply venue reports, each order in its own transaction under its row lock, in the
     order given. Idempotent: a fill whose execution id is stored already, or a status the
     order has already passed, changes nothing. Answers the number of reports that changed
@@ -534,13 +607,20 @@ def _report_apply(order: Order, report: ExecutionReport, correlation_id: str) ->
     if report.kind == ReportKind.ACK:
         if status in (S.PENDING_SUBMIT, S.SUBMITTED):
             _order_change(
-                order, event_type="acknowledged", actor=actor, correlation_id=correlation_id,
-                status=S.ACKNOWLEDGED, venue_order_id=report.venue_order_id,
+                order,
+                event_type="acknowledged",
+                actor=actor,
+                correlation_id=correlation_id,
+                status=S.ACKNOWLEDGED,
+                venue_order_id=report.venue_order_id,
             )
             return 1
         if not order.venue_order_id:
             _order_change(
-                order, event_type="acknowledged", actor=actor, correlation_id=correlation_id,
+                order,
+                event_type="acknowledged",
+                actor=actor,
+                correlation_id=correlation_id,
                 venue_order_id=report.venue_order_id,
             )
             return 1
@@ -552,7 +632,10 @@ def _report_apply(order: Order, report: ExecutionReport, correlation_id: str) ->
             return 0
         quantity = report.quantity if report.quantity is not None else order.quantity
         _order_change(
-            order, event_type="modified", actor=actor, correlation_id=correlation_id,
+            order,
+            event_type="modified",
+            actor=actor,
+            correlation_id=correlation_id,
             quantity=quantity,
             remaining_quantity=quantity - order.filled_quantity,
             limit_price=report.limit_price if report.limit_price is not None else order.limit_price,
@@ -566,17 +649,34 @@ def _report_apply(order: Order, report: ExecutionReport, correlation_id: str) ->
     }[report.kind]
     if status in TERMINAL:
         return 0
+    if final == S.CANCELLED and status == S.PENDING_CANCEL and _cancel_requested_for_expiry(order):
+        final = S.EXPIRED
     extra: dict[str, Any] = {}
     if final == S.REJECTED:
         extra["reject_reason"] = report.reason or "rejected by the venue"
     if not order.venue_order_id and report.venue_order_id:
         extra["venue_order_id"] = report.venue_order_id
     _order_change(
-        order, event_type=str(final), actor=actor, correlation_id=correlation_id,
+        order,
+        event_type=str(final),
+        actor=actor,
+        correlation_id=correlation_id,
         data={"reason": report.reason} if report.reason else None,
-        status=final, remaining_quantity=Decimal(0), **extra,
+        status=final,
+        remaining_quantity=Decimal(0),
+        **extra,
     )
     return 1
+
+
+def _cancel_requested_for_expiry(order: Order) -> bool:
+    reason = (
+        OrderEvent.objects.filter(order=order, type="pending_cancel")
+        .order_by("-seq")
+        .values_list("data__reason", flat=True)
+        .first()
+    )
+    return reason == EXPIRY_REASON
 
 
 def _fill_apply(order: Order, report: ExecutionReport, correlation_id: str) -> int:
@@ -623,8 +723,14 @@ def _fill_apply(order: Order, report: ExecutionReport, correlation_id: str) -> i
         changes["remaining_quantity"] = max(Decimal(0), order.quantity - filled)
         if filled > order.quantity:
             changes["quantity"] = filled
-        _order_change(order, event_type="late_fill", actor=actors.venue_actor(report.venue),
-                      correlation_id=correlation_id, data=data, **changes)
+        _order_change(
+            order,
+            event_type="late_fill",
+            actor=actors.venue_actor(report.venue),
+            correlation_id=correlation_id,
+            data=data,
+            **changes,
+        )
         return 1
     remaining = order.quantity - filled
     changes["remaining_quantity"] = remaining
@@ -633,8 +739,12 @@ def _fill_apply(order: Order, report: ExecutionReport, correlation_id: str) -> i
     elif order.status != S.PENDING_CANCEL:
         changes["status"] = S.PARTIALLY_FILLED
     _order_change(
-        order, event_type="fill", actor=actors.venue_actor(report.venue),
-        correlation_id=correlation_id, data=data, **changes,
+        order,
+        event_type="fill",
+        actor=actors.venue_actor(report.venue),
+        correlation_id=correlation_id,
+        data=data,
+        **changes,
     )
     return 1
 
@@ -651,9 +761,7 @@ def venue_poll(*, venue_name: str, limit: int = 1000) -> int:
     VenueCursor.objects.get_or_create(venue=venue_name)
     with transaction.atomic():
         cursor = (
-            VenueCursor.objects.select_for_update(skip_locked=True)
-            .filter(venue=venue_name)
-            .first()
+            VenueCursor.objects.select_for_update(skip_locked=True).filter(venue=venue_name).first()
         )
         if cursor is None:
             return 0
@@ -672,9 +780,11 @@ def orders_expire(*, now: datetime | None = None) -> int:
     venue, cancelled there first (the cancel completes as expired)."""
     now = now or timezone.now()
     count = 0
-    due = Order.objects.filter(status__in=OPEN, expire_at__lte=now).exclude(
-        status=S.PENDING_CANCEL
-    ).values_list("pk", flat=True)[:1000]
+    due = (
+        Order.objects.filter(status__in=OPEN, expire_at__lte=now)
+        .exclude(status=S.PENDING_CANCEL)
+        .values_list("pk", flat=True)[:1000]
+    )
     for order_id in due:
         with transaction.atomic():
             order = order_for_update(order_id)
@@ -682,13 +792,19 @@ def orders_expire(*, now: datetime | None = None) -> int:
                 continue
             if order.status in (S.CREATED, S.VALIDATED):
                 _order_change(
-                    order, event_type="expired", actor=actors.BEAT, status=S.EXPIRED,
+                    order,
+                    event_type="expired",
+                    actor=actors.BEAT,
+                    status=S.EXPIRED,
                     remaining_quantity=Decimal(0),
                 )
             elif order.status in AT_VENUE or order.status == S.PENDING_SUBMIT:
                 _order_change(
-                    order, event_type="pending_cancel", actor=actors.BEAT,
-                    data={"reason": "expired", "from": order.status}, status=S.PENDING_CANCEL,
+                    order,
+                    event_type="pending_cancel",
+                    actor=actors.BEAT,
+                    data={"reason": EXPIRY_REASON, "from": order.status},
+                    status=S.PENDING_CANCEL,
                 )
                 outbox.enqueue("orders.cancel", order_id=str(order.id))
             count += 1
@@ -710,7 +826,9 @@ def orders_sweep_stuck(*, now: datetime | None = None, older_than: float | None 
     age = older_than if older_than is not None else settings.ORDERS_STUCK_AFTER_SECONDS
     cutoff = now - timezone.timedelta(seconds=age)
     stuck = list(
-        Order.objects.filter(status__in=list(STUCK_TASKS), updated_at__lt=cutoff, needs_review=False)
+        Order.objects.filter(
+            status__in=list(STUCK_TASKS), updated_at__lt=cutoff, needs_review=False
+        )
         .order_by("updated_at")
         .values_list("pk", "status")[:1000]
     )
@@ -728,6 +846,9 @@ def order_park_for_review(*, order_id: UUID | str, reason: str) -> None:
         if order.needs_review or order.status in TERMINAL:
             return
         _order_change(
-            order, event_type="parked", actor=actors.WORKER, data={"reason": reason},
+            order,
+            event_type="parked",
+            actor=actors.WORKER,
+            data={"reason": reason},
             needs_review=True,
         )

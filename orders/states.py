@@ -50,12 +50,27 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     S.VALIDATED: frozenset({S.PENDING_SUBMIT, S.CANCELLED, S.REJECTED, S.EXPIRED}),
     # pending_submit: a worker is talking to the venue; the outcome is unknown until it answers.
     S.PENDING_SUBMIT: frozenset(
-        {S.SUBMITTED, S.ACKNOWLEDGED, S.PARTIALLY_FILLED, S.FILLED, S.REJECTED, S.CANCELLED,
-         S.PENDING_CANCEL, S.EXPIRED}
+        {
+            S.SUBMITTED,
+            S.ACKNOWLEDGED,
+            S.PARTIALLY_FILLED,
+            S.FILLED,
+            S.REJECTED,
+            S.CANCELLED,
+            S.PENDING_CANCEL,
+            S.EXPIRED,
+        }
     ),
     S.SUBMITTED: frozenset(
-        {S.ACKNOWLEDGED, S.PARTIALLY_FILLED, S.FILLED, S.REJECTED, S.PENDING_CANCEL, S.CANCELLED,
-         S.EXPIRED}
+        {
+            S.ACKNOWLEDGED,
+            S.PARTIALLY_FILLED,
+            S.FILLED,
+            S.REJECTED,
+            S.PENDING_CANCEL,
+            S.CANCELLED,
+            S.EXPIRED,
+        }
     ),
     S.ACKNOWLEDGED: frozenset(
         {S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELLED, S.EXPIRED}
@@ -65,8 +80,15 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     ),
     # pending_cancel: fills may still arrive; a refused cancel returns to the working status.
     S.PENDING_CANCEL: frozenset(
-        {S.CANCELLED, S.PARTIALLY_FILLED, S.FILLED, S.EXPIRED, S.REJECTED, S.ACKNOWLEDGED,
-         S.PENDING_CANCEL}
+        {
+            S.CANCELLED,
+            S.PARTIALLY_FILLED,
+            S.FILLED,
+            S.EXPIRED,
+            S.REJECTED,
+            S.ACKNOWLEDGED,
+            S.PENDING_CANCEL,
+        }
     ),
     S.FILLED: frozenset(),
     S.CANCELLED: frozenset(),

@@ -71,7 +71,8 @@ def _guarded(step: str, order_id: str, call: Callable[[], Any]) -> None:
 @shared_task(name="orders.submit", queue="orders", **ORDER_TASK)
 def order_submit_task(order_id: str, correlation_id: str = "") -> None:
     _guarded(
-        "submit", order_id,
+        "submit",
+        order_id,
         lambda: services.order_submit_to_venue(order_id=order_id, correlation_id=correlation_id),
     )
 
@@ -80,18 +81,24 @@ def order_submit_task(order_id: str, correlation_id: str = "") -> None:
 def order_cancel_task(self: Any, order_id: str, correlation_id: str = "") -> None:
     try:
         _guarded(
-            "cancel", order_id,
-            lambda: services.order_cancel_at_venue(order_id=order_id, correlation_id=correlation_id),
+            "cancel",
+            order_id,
+            lambda: services.order_cancel_at_venue(
+                order_id=order_id, correlation_id=correlation_id
+            ),
         )
     except services.SubmitInFlight as waiting:
         # The submission may still land; ask again shortly (the sweeper also comes back).
-        raise self.retry(exc=waiting, countdown=min(2 ** self.request.retries, 8), max_retries=10)
+        raise self.retry(
+            exc=waiting, countdown=min(2**self.request.retries, 8), max_retries=10
+        ) from waiting
 
 
 @shared_task(name="orders.modify", queue="orders", **ORDER_TASK)
 def order_modify_task(order_id: str, changes: dict[str, str], correlation_id: str = "") -> None:
     _guarded(
-        "modify", order_id,
+        "modify",
+        order_id,
         lambda: services.order_modify_at_venue(
             order_id=order_id, changes=changes, correlation_id=correlation_id
         ),

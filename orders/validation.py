@@ -69,12 +69,16 @@ def check_quantity(terms: OrderTerms, rules: InstrumentRules, now: datetime) -> 
         raise OrderValidationError("invalid_quantity", "quantity", "must be greater than 0")
     if not is_multiple(quantity, rules.lot_size):
         raise OrderValidationError(
-            "invalid_lot", "quantity", f"not a multiple of lot size {_fmt(rules.lot_size)}",
+            "invalid_lot",
+            "quantity",
+            f"not a multiple of lot size {_fmt(rules.lot_size)}",
             f"quantity {_fmt(quantity)} is not a multiple of lot size {_fmt(rules.lot_size)}",
         )
     if quantity < rules.min_quantity:
         raise OrderValidationError(
-            "below_minimum", "quantity", f"below the minimum {_fmt(rules.min_quantity)}",
+            "below_minimum",
+            "quantity",
+            f"below the minimum {_fmt(rules.min_quantity)}",
             f"quantity {_fmt(quantity)} is below the minimum {_fmt(rules.min_quantity)}",
         )
 
@@ -84,12 +88,16 @@ def check_prices(terms: OrderTerms, rules: InstrumentRules, now: datetime) -> No
         price: Decimal | None = getattr(terms, name)
         if terms.type in needed_by and price is None:
             raise OrderValidationError(
-                "missing_price", name, f"required for {terms.type} orders",
+                "missing_price",
+                name,
+                f"required for {terms.type} orders",
                 f"{name} is required for {terms.type} orders",
             )
         if terms.type not in needed_by and price is not None:
             raise OrderValidationError(
-                "unexpected_field", name, f"not allowed for {terms.type} orders",
+                "unexpected_field",
+                name,
+                f"not allowed for {terms.type} orders",
                 f"{name} is not allowed for {terms.type} orders",
             )
         if price is None:
@@ -98,7 +106,9 @@ def check_prices(terms: OrderTerms, rules: InstrumentRules, now: datetime) -> No
             raise OrderValidationError("invalid_price", name, "must be greater than 0")
         if not is_multiple(price, rules.tick_size):
             raise OrderValidationError(
-                "invalid_tick", name, f"not a multiple of tick {_fmt(rules.tick_size)}",
+                "invalid_tick",
+                name,
+                f"not a multiple of tick {_fmt(rules.tick_size)}",
                 f"{name} {_fmt(price)} is not a multiple of tick {_fmt(rules.tick_size)}",
             )
 
@@ -107,7 +117,9 @@ def check_time_in_force(terms: OrderTerms, rules: InstrumentRules, now: datetime
     if terms.time_in_force == "gtd":
         if terms.expire_at is None:
             raise OrderValidationError(
-                "missing_expire_at", "expire_at", "required for gtd orders",
+                "missing_expire_at",
+                "expire_at",
+                "required for gtd orders",
                 "expire_at is required for gtd orders",
             )
         if terms.expire_at.tzinfo is None:
@@ -116,12 +128,16 @@ def check_time_in_force(terms: OrderTerms, rules: InstrumentRules, now: datetime
             )
         if terms.expire_at <= now:
             raise OrderValidationError(
-                "invalid_expire_at", "expire_at", "must be in the future",
+                "invalid_expire_at",
+                "expire_at",
+                "must be in the future",
                 "expire_at must be in the future",
             )
     elif terms.expire_at is not None:
         raise OrderValidationError(
-            "unexpected_field", "expire_at", "only gtd orders take expire_at",
+            "unexpected_field",
+            "expire_at",
+            "only gtd orders take expire_at",
             f"expire_at is not allowed for time_in_force {terms.time_in_force}",
         )
 

@@ -65,8 +65,13 @@ def instruments(db):
     created = {}
     for symbol, asset_class, base, quote, lot, minimum, tick, reference in INSTRUMENTS:
         created[symbol] = Instrument.objects.create(
-            symbol=symbol, asset_class=asset_class, base_currency=base, quote_currency=quote,
-            lot_size=Decimal(lot), min_quantity=Decimal(minimum), tick_size=Decimal(tick),
+            symbol=symbol,
+            asset_class=asset_class,
+            base_currency=base,
+            quote_currency=quote,
+            lot_size=Decimal(lot),
+            min_quantity=Decimal(minimum),
+            tick_size=Decimal(tick),
             reference_price=Decimal(reference),
         )
     yield created
@@ -115,3 +120,19 @@ def celery_worker(django_db_setup, django_db_blocker):
         worker = Worker()
     yield worker
     worker.stop()
+
+
+@pytest.fixture(autouse=True)
+def _every_order_replays_from_its_events(request):
+    """After every test that touched the database: each order's events, replayed, give
+    exactly its stored state. So every path the tests take is proven replayable."""
+    yield
+    marker = request.node.get_closest_marker("django_db")
+    uses_db = marker is not None or {"db", "transactional_db"} & set(request.fixturenames)
+    if not uses_db:
+        return
+    from orders.models import Order
+    from orders.replay import order_state, replay
+
+    for order in Order.objects.select_related("instrument", "account").prefetch_related("events"):
+        assert replay(order.events.all()) == order_state(order), f"order {order.id} does not replay"

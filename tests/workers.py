@@ -50,10 +50,27 @@ class Worker:
             pool = ["-P", "solo"]  # one writer on a SQLite file
         self.log = open(ROOT / "var" / f"{self.name.split('@')[0]}.log", "w")  # noqa: SIM115
         self.process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "celery", "-A", "tradingsite", "worker", "-Q",
-             "orders,housekeeping,default", "-n", self.name, "-l", "warning",
-             "--without-mingle", "--without-gossip", *pool],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tradingsite",
+                "worker",
+                "-Q",
+                "orders,housekeeping,default",
+                "-n",
+                self.name,
+                "-l",
+                "warning",
+                "--without-mingle",
+                "--without-gossip",
+                *pool,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self._wait_ready()
@@ -83,8 +100,13 @@ class Worker:
         self.log.close()
 
 
-def wait_for(condition: Callable[[], Any], *, timeout: float = 20, interval: float = 0.05,
-             message: str = "condition") -> Any:
+def wait_for(
+    condition: Callable[[], Any],
+    *,
+    timeout: float = 20,
+    interval: float = 0.05,
+    message: str = "condition",
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = condition()

@@ -43,8 +43,9 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     return fields
 
 
-def error_body(code: str, message: str, *, fields: dict | None = None, order_id: Any = None,
-               **extra: Any) -> dict[str, Any]:
+def error_body(
+    code: str, message: str, *, fields: dict | None = None, order_id: Any = None, **extra: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {"code": code, "message": message}
     if fields:
         body["fields"] = fields
@@ -87,4 +88,6 @@ def json_not_found(request, exception=None):  # noqa: ARG001 - Django's handler 
 
 
 def json_server_error(request):  # noqa: ARG001
-    return JsonResponse(error_body("server_error", "internal error; it has been logged"), status=500)
+    return JsonResponse(
+        error_body("server_error", "internal error; it has been logged"), status=500
+    )

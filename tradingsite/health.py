@@ -46,5 +46,6 @@ def readyz(request: HttpRequest) -> JsonResponse:
         except Exception as error:  # any failure means not ready; say which and why
             checks[name] = f"error: {error}"
             ready = False
-    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks},
-                        status=200 if ready else 503)
+    return JsonResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
+    )

@@ -29,8 +29,8 @@ from brokers.base import (
     Quote,
     ReportKind,
     VenueOrderNotFound,
-    VenueRejected,
     VenueOrderState,
+    VenueRejected,
     VenueTransientError,
 )
 from brokers.models import SimOrder, SimQuote, SimReport
@@ -126,7 +126,9 @@ class SimulatedVenue:
             raise VenueTransientError("sim venue: timed out waiting for the answer")
         return reports
 
-    def cancel(self, *, client_order_id: str, venue_order_id: str = "") -> Sequence[ExecutionReport]:
+    def cancel(
+        self, *, client_order_id: str, venue_order_id: str = ""
+    ) -> Sequence[ExecutionReport]:
         self._network()
         with transaction.atomic():
             order = self._order_for_update(client_order_id, venue_order_id)
@@ -153,7 +155,9 @@ class SimulatedVenue:
             if order.status != "working":
                 raise VenueRejected(f"order is {order.status}", code="order_closed")
             if quantity is not None and quantity <= order.filled_quantity:
-                raise VenueRejected("quantity must exceed the filled quantity", code="invalid_quantity")
+                raise VenueRejected(
+                    "quantity must exceed the filled quantity", code="invalid_quantity"
+                )
             quote_row = self._quote_for_update(order.symbol)
             first_report_id = self._last_report_id(order)
             order.quantity = quantity if quantity is not None else order.quantity
@@ -162,8 +166,11 @@ class SimulatedVenue:
             order.updated_at = timezone.now()
             order.save(update_fields=["quantity", "limit_price", "stop_price", "updated_at"])
             self._report(
-                order, ReportKind.REPLACED, quantity=order.quantity,
-                limit_price=order.limit_price, stop_price=order.stop_price,
+                order,
+                ReportKind.REPLACED,
+                quantity=order.quantity,
+                limit_price=order.limit_price,
+                stop_price=order.stop_price,
             )
             # New terms may cross the market: they match at once, like a new arrival.
             self._match(order, quote_row, on_arrival=True, keep_on_arrival_tif=False)
@@ -173,7 +180,9 @@ class SimulatedVenue:
             ]
         return reports
 
-    def order_status(self, *, client_order_id: str = "", venue_order_id: str = "") -> VenueOrderState:
+    def order_status(
+        self, *, client_order_id: str = "", venue_order_id: str = ""
+    ) -> VenueOrderState:
         self._network()
         order = self._find(client_order_id, venue_order_id).first()
         if order is None:
@@ -187,7 +196,9 @@ class SimulatedVenue:
         )
 
     def reports_since(self, cursor: int, *, limit: int = 1000) -> Sequence[ExecutionReport]:
-        rows = SimReport.objects.select_related("order").filter(id__gt=cursor).order_by("id")[:limit]
+        rows = (
+            SimReport.objects.select_related("order").filter(id__gt=cursor).order_by("id")[:limit]
+        )
         return [self._as_report(row, row.order) for row in rows]
 
     def account(self) -> dict[str, Any]:
@@ -237,8 +248,14 @@ class SimulatedVenue:
         """Put a quote on the book by hand (tests, replayed files) and match resting orders."""
         with transaction.atomic():
             row = self._quote_for_update(symbol)
-            new = Quote(symbol=symbol, bid=bid, ask=ask, bid_size=bid_size, ask_size=ask_size,
-                        seq=row.seq + 1)
+            new = Quote(
+                symbol=symbol,
+                bid=bid,
+                ask=ask,
+                bid_size=bid_size,
+                ask_size=ask_size,
+                seq=row.seq + 1,
+            )
             return self._set_quote(row, new)
 
     def _set_quote(self, row: SimQuote, new: Quote) -> int:
@@ -282,16 +299,25 @@ class SimulatedVenue:
         )
         liquidity = engine.Liquidity(bid_size=row.bid_available, ask_size=row.ask_available)
         result = engine.match(
-            working, self._as_quote(row), liquidity, tick=spec.tick, lot=spec.lot,
-            slippage_ticks=self.slippage_ticks, on_arrival=on_arrival,
+            working,
+            self._as_quote(row),
+            liquidity,
+            tick=spec.tick,
+            lot=spec.lot,
+            slippage_ticks=self.slippage_ticks,
+            on_arrival=on_arrival,
         )
         if not result.executions and not result.triggered_now and working.status == "working":
             return
         fills_before = order.reports.filter(kind=ReportKind.FILL).count()
         for number, execution in enumerate(result.executions, start=fills_before + 1):
             self._report(
-                order, ReportKind.FILL, execution_id=f"{order.venue_order_id}-{number}",
-                quantity=execution.quantity, price=execution.price, liquidity=execution.liquidity,
+                order,
+                ReportKind.FILL,
+                execution_id=f"{order.venue_order_id}-{number}",
+                quantity=execution.quantity,
+                price=execution.price,
+                liquidity=execution.liquidity,
             )
         order.filled_quantity = working.filled_quantity
         order.triggered = working.triggered
@@ -315,9 +341,13 @@ class SimulatedVenue:
         SimQuote.objects.get_or_create(
             symbol=symbol,
             defaults={
-                "seq": first.seq, "bid": first.bid, "ask": first.ask,
-                "bid_size": first.bid_size, "ask_size": first.ask_size,
-                "bid_available": first.bid_size, "ask_available": first.ask_size,
+                "seq": first.seq,
+                "bid": first.bid,
+                "ask": first.ask,
+                "bid_size": first.bid_size,
+                "ask_size": first.ask_size,
+                "bid_available": first.bid_size,
+                "ask_available": first.ask_size,
             },
         )
         return SimQuote.objects.select_for_update().get(symbol=symbol)
@@ -364,6 +394,11 @@ class SimulatedVenue:
     @staticmethod
     def _as_quote(row: SimQuote) -> Quote:
         return Quote(
-            symbol=row.symbol, bid=row.bid, ask=row.ask, bid_size=row.bid_size,
-            ask_size=row.ask_size, seq=row.seq, at=row.at,
+            symbol=row.symbol,
+            bid=row.bid,
+            ask=row.ask,
+            bid_size=row.bid_size,
+            ask_size=row.ask_size,
+            seq=row.seq,
+            at=row.at,
         )

@@ -60,7 +60,9 @@ DECIMAL_INPUT = {"max_digits": 28, "decimal_places": 10, "coerce_to_string": Tru
 class OrderInputSerializer(serializers.Serializer):
     account = serializers.CharField(required=False, max_length=32)
     client_order_id = serializers.RegexField(
-        ID_PATTERN, required=False, allow_null=True,
+        ID_PATTERN,
+        required=False,
+        allow_null=True,
         error_messages={"invalid": "use 1-64 letters, digits or . _ : -"},
     )
     symbol = serializers.CharField(max_length=32)
@@ -83,12 +85,21 @@ class OrderInputSerializer(serializers.Serializer):
     stop_loss = serializers.JSONField(required=False, allow_null=True)
     algorithm = serializers.JSONField(required=False, allow_null=True)
 
-    NOT_YET = ("trail_amount", "trail_percent", "display_quantity", "take_profit", "stop_loss",
-               "algorithm")
+    NOT_YET = (
+        "trail_amount",
+        "trail_percent",
+        "display_quantity",
+        "take_profit",
+        "stop_loss",
+        "algorithm",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        unsupported = {name: ["not supported by this server yet"]
-                       for name in self.NOT_YET if attrs.get(name) is not None}
+        unsupported = {
+            name: ["not supported by this server yet"]
+            for name in self.NOT_YET
+            if attrs.get(name) is not None
+        }
         if unsupported:
             raise serializers.ValidationError(unsupported)
         return attrs
@@ -127,11 +138,32 @@ class OrderOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Order
         fields = [
-            "id", "client_order_id", "account", "symbol", "side", "type", "time_in_force",
-            "quantity", "limit_price", "stop_price", "expire_at", "status", "filled_quantity",
-            "remaining_quantity", "average_fill_price", "commission", "venue",
-            "venue_order_id", "parent_id", "reject_reason", "strategy_id", "signal_id",
-            "metadata", "needs_review", "created_at", "updated_at",
+            "id",
+            "client_order_id",
+            "account",
+            "symbol",
+            "side",
+            "type",
+            "time_in_force",
+            "quantity",
+            "limit_price",
+            "stop_price",
+            "expire_at",
+            "status",
+            "filled_quantity",
+            "remaining_quantity",
+            "average_fill_price",
+            "commission",
+            "venue",
+            "venue_order_id",
+            "parent_id",
+            "reject_reason",
+            "strategy_id",
+            "signal_id",
+            "metadata",
+            "needs_review",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = fields
 
@@ -150,8 +182,19 @@ class FillOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Fill
         fields = [
-            "id", "order_id", "account", "symbol", "side", "quantity", "price", "commission",
-            "commission_currency", "liquidity", "venue", "venue_execution_id", "executed_at",
+            "id",
+            "order_id",
+            "account",
+            "symbol",
+            "side",
+            "quantity",
+            "price",
+            "commission",
+            "commission_currency",
+            "liquidity",
+            "venue",
+            "venue_execution_id",
+            "executed_at",
         ]
         read_only_fields = fields
 

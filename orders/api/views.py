@@ -52,22 +52,29 @@ def _account_for(user: Any, code: str | None) -> Account:
     if len(granted) == 1:
         return granted[0]
     if not granted:
-        raise ApplicationError("you have no account to trade", code="no_account",
-                               http_status=403)
+        raise ApplicationError("you have no account to trade", code="no_account", http_status=403)
     raise ApplicationError(
-        "you trade several accounts: name one", code="account_required",
+        "you trade several accounts: name one",
+        code="account_required",
         fields={"account": ["required when you have several accounts"]},
     )
 
 
 def _terms(data: dict[str, Any]) -> OrderTerms:
     return OrderTerms(
-        symbol=data["symbol"], side=data["side"], type=data["type"],
-        time_in_force=data["time_in_force"], quantity=data["quantity"],
-        limit_price=data.get("limit_price"), stop_price=data.get("stop_price"),
-        expire_at=data.get("expire_at"), client_order_id=data.get("client_order_id"),
-        venue=data.get("venue"), strategy_id=data.get("strategy_id", ""),
-        signal_id=data.get("signal_id", ""), metadata=data.get("metadata") or {},
+        symbol=data["symbol"],
+        side=data["side"],
+        type=data["type"],
+        time_in_force=data["time_in_force"],
+        quantity=data["quantity"],
+        limit_price=data.get("limit_price"),
+        stop_price=data.get("stop_price"),
+        expire_at=data.get("expire_at"),
+        client_order_id=data.get("client_order_id"),
+        venue=data.get("venue"),
+        strategy_id=data.get("strategy_id", ""),
+        signal_id=data.get("signal_id", ""),
+        metadata=data.get("metadata") or {},
     )
 
 
@@ -110,8 +117,14 @@ class OrderListCreateView(generics.ListAPIView):
 
     @extend_schema(
         request=OrderInputSerializer,
-        responses={201: OrderOutputSerializer, 200: OrderOutputSerializer, 400: ERROR,
-                   404: ERROR, 409: ERROR, 422: ERROR},
+        responses={
+            201: OrderOutputSerializer,
+            200: OrderOutputSerializer,
+            400: ERROR,
+            404: ERROR,
+            409: ERROR,
+            422: ERROR,
+        },
         summary="Submit an order (idempotent by client_order_id)",
     )
     def post(self, request: Request) -> Response:
@@ -146,8 +159,13 @@ class OrderDetailView(APIView):
 
     @extend_schema(
         request=OrderModifyInputSerializer,
-        responses={200: OrderOutputSerializer, 202: OrderOutputSerializer, 400: ERROR,
-                   404: ERROR, 409: ERROR},
+        responses={
+            200: OrderOutputSerializer,
+            202: OrderOutputSerializer,
+            400: ERROR,
+            404: ERROR,
+            409: ERROR,
+        },
         summary="Modify a working order (200: applied; 202: sent to the venue)",
     )
     def patch(self, request: Request, order_id: str) -> Response:
@@ -155,8 +173,10 @@ class OrderDetailView(APIView):
         serializer = OrderModifyInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         order, applied = services.order_modify(
-            order_id=order.pk, actor=actors.user_actor(request.user),
-            correlation_id=_correlation_id(request), **serializer.validated_data,
+            order_id=order.pk,
+            actor=actors.user_actor(request.user),
+            correlation_id=_correlation_id(request),
+            **serializer.validated_data,
         )
         return Response(
             OrderOutputSerializer(order).data,
@@ -177,7 +197,8 @@ class OrderByClientIdView(APIView):
         if len(found) > 1:
             raise ApplicationError(
                 "several accounts use this client_order_id: pass ?account=",
-                code="account_required", fields={"account": ["required: the id is not unique"]},
+                code="account_required",
+                fields={"account": ["required: the id is not unique"]},
             )
         return Response(OrderDetailOutputSerializer(found[0]).data)
 
@@ -187,7 +208,8 @@ class OrderCancelView(APIView):
     def post(self, request: Request, order_id: str) -> Response:
         order = _order_for_trading(request.user, order_id)
         order = services.order_cancel(
-            order_id=order.pk, actor=actors.user_actor(request.user),
+            order_id=order.pk,
+            actor=actors.user_actor(request.user),
             correlation_id=_correlation_id(request),
         )
         return Response(OrderOutputSerializer(order).data, status=status.HTTP_202_ACCEPTED)
@@ -196,9 +218,12 @@ class OrderCancelView(APIView):
 class OrderCancelAllView(APIView):
     @extend_schema(
         request=CancelAllInputSerializer,
-        responses={202: inline_serializer(
-            "CancelAllResult", {"count": serializers.IntegerField(),
-                                "orders": OrderOutputSerializer(many=True)})},
+        responses={
+            202: inline_serializer(
+                "CancelAllResult",
+                {"count": serializers.IntegerField(), "orders": OrderOutputSerializer(many=True)},
+            )
+        },
         summary="Cancel every open order you trade, optionally by account, symbol, strategy",
     )
     def post(self, request: Request) -> Response:
@@ -213,8 +238,10 @@ class OrderCancelAllView(APIView):
         if "strategy_id" in given:
             orders = orders.filter(strategy_id=given["strategy_id"])
         cancelled = services.order_cancel_many(
-            orders=orders.order_by("created_at"), actor=actors.user_actor(request.user),
-            correlation_id=_correlation_id(request), reason="cancel-all",
+            orders=orders.order_by("created_at"),
+            actor=actors.user_actor(request.user),
+            correlation_id=_correlation_id(request),
+            reason="cancel-all",
         )
         return Response(
             {"count": len(cancelled), "orders": OrderOutputSerializer(cancelled, many=True).data},

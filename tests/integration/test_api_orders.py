@@ -13,8 +13,14 @@ from tests.conftest import client_for
 pytestmark = pytest.mark.django_db
 
 LIMIT_BODY = {
-    "account": "ACC-1", "client_order_id": "strat7-000123", "symbol": "EUR_USD", "side": "buy",
-    "type": "limit", "quantity": "100000", "limit_price": "1.08500", "time_in_force": "gtc",
+    "account": "ACC-1",
+    "client_order_id": "strat7-000123",
+    "symbol": "EUR_USD",
+    "side": "buy",
+    "type": "limit",
+    "quantity": "100000",
+    "limit_price": "1.08500",
+    "time_in_force": "gtc",
 }
 
 
@@ -33,26 +39,61 @@ def test_submit_stores_the_order_its_events_and_its_outbox_row(api):
     # then
     assert response.status_code == 201
     body = response.json()
-    assert {k: body[k] for k in ("client_order_id", "account", "symbol", "side", "type",
-                                 "time_in_force", "quantity", "limit_price", "stop_price",
-                                 "status", "filled_quantity", "remaining_quantity",
-                                 "average_fill_price", "commission", "venue",
-                                 "venue_order_id", "parent_id", "reject_reason")} == {
-        "client_order_id": "strat7-000123", "account": "ACC-1", "symbol": "EUR_USD",
-        "side": "buy", "type": "limit", "time_in_force": "gtc", "quantity": "100000",
-        "limit_price": "1.08500", "stop_price": None, "status": "validated",
-        "filled_quantity": "0", "remaining_quantity": "100000", "average_fill_price": None,
-        "commission": "0", "venue": "sim", "venue_order_id": None, "parent_id": None,
+    assert {
+        k: body[k]
+        for k in (
+            "client_order_id",
+            "account",
+            "symbol",
+            "side",
+            "type",
+            "time_in_force",
+            "quantity",
+            "limit_price",
+            "stop_price",
+            "status",
+            "filled_quantity",
+            "remaining_quantity",
+            "average_fill_price",
+            "commission",
+            "venue",
+            "venue_order_id",
+            "parent_id",
+            "reject_reason",
+        )
+    } == {
+        "client_order_id": "strat7-000123",
+        "account": "ACC-1",
+        "symbol": "EUR_USD",
+        "side": "buy",
+        "type": "limit",
+        "time_in_force": "gtc",
+        "quantity": "100000",
+        "limit_price": "1.08500",
+        "stop_price": None,
+        "status": "validated",
+        "filled_quantity": "0",
+        "remaining_quantity": "100000",
+        "average_fill_price": None,
+        "commission": "0",
+        "venue": "sim",
+        "venue_order_id": None,
+        "parent_id": None,
         "reject_reason": None,
     }
     order = Order.objects.get(pk=body["id"])
     assert order.quantity == Decimal("100000")
     assert [e.type for e in order.events.order_by("seq")] == ["created", "validated"]
-    assert OutboxMessage.objects.filter(task="orders.submit", kwargs__order_id=str(order.id)).count() == 1
+    assert (
+        OutboxMessage.objects.filter(task="orders.submit", kwargs__order_id=str(order.id)).count()
+        == 1
+    )
     assert_replays(order)
 
 
-def test_the_task_is_published_only_after_commit(api, django_capture_on_commit_callbacks, monkeypatch):
+def test_the_task_is_published_only_after_commit(
+    api, django_capture_on_commit_callbacks, monkeypatch
+):
     published = []
     monkeypatch.setattr("orders.outbox.publish", lambda messages: published.extend(messages))
     # when
@@ -190,13 +231,17 @@ def test_detail_has_fills_and_children(api):
 def test_by_client_id(api):
     order_id = submit(api).json()["id"]
     assert api.get("/api/v1/orders/by-client-id/strat7-000123/").json()["id"] == order_id
-    assert api.get("/api/v1/orders/by-client-id/strat7-000123/?account=ACC-1").json()["id"] == order_id
+    assert (
+        api.get("/api/v1/orders/by-client-id/strat7-000123/?account=ACC-1").json()["id"] == order_id
+    )
     assert api.get("/api/v1/orders/by-client-id/nope/").status_code == 404
 
 
 def test_list_is_newest_first_with_cursor_pages_and_filters(api):
-    ids = [submit(api, client_order_id=f"c-{n}", side="buy" if n % 2 else "sell").json()["id"]
-           for n in range(7)]
+    ids = [
+        submit(api, client_order_id=f"c-{n}", side="buy" if n % 2 else "sell").json()["id"]
+        for n in range(7)
+    ]
     submit(api, client_order_id="other", symbol="AAPL", limit_price="190.00", quantity="10")
     page = api.get("/api/v1/orders/?symbol=EUR_USD&page_size=3").json()
     assert [o["id"] for o in page["results"]] == ids[::-1][:3]
@@ -241,10 +286,18 @@ def test_cancel_of_a_cancelled_order_is_409_and_changes_nothing(api):
 
 def test_modify_before_submission_applies_at_once(api):
     order_id = submit(api).json()["id"]
-    response = api.patch(f"/api/v1/orders/{order_id}/", {"quantity": "50000", "limit_price": "1.08400"}, format="json")
+    response = api.patch(
+        f"/api/v1/orders/{order_id}/",
+        {"quantity": "50000", "limit_price": "1.08400"},
+        format="json",
+    )
     assert response.status_code == 200
     body = response.json()
-    assert (body["quantity"], body["remaining_quantity"], body["limit_price"]) == ("50000", "50000", "1.08400")
+    assert (body["quantity"], body["remaining_quantity"], body["limit_price"]) == (
+        "50000",
+        "50000",
+        "1.08400",
+    )
     order = Order.objects.get(pk=order_id)
     assert order.events.order_by("-seq").first().type == "modified"
     assert_replays(order)
@@ -264,7 +317,10 @@ def test_events_are_the_audit_trail_oldest_first(api):
     api.post(f"/api/v1/orders/{order_id}/cancel/")
     events = api.get(f"/api/v1/orders/{order_id}/events/").json()["results"]
     assert [(e["seq"], e["type"], e["actor"]) for e in events] == [
-        (1, "created", "user:alice"), (2, "validated", "user:alice"), (3, "cancelled", "user:alice")]
+        (1, "created", "user:alice"),
+        (2, "validated", "user:alice"),
+        (3, "cancelled", "user:alice"),
+    ]
     assert events[0]["correlation_id"]
 
 
@@ -275,10 +331,12 @@ def test_correlation_id_comes_from_x_request_id(api):
 
 
 def test_batch_answers_one_result_per_order_in_order(api):
-    orders = [{**LIMIT_BODY, "client_order_id": "b-1"},
-              {**LIMIT_BODY, "client_order_id": "b-2", "limit_price": "1.0850001"},
-              {**LIMIT_BODY, "client_order_id": "b-1"},
-              "not an object"]
+    orders = [
+        {**LIMIT_BODY, "client_order_id": "b-1"},
+        {**LIMIT_BODY, "client_order_id": "b-2", "limit_price": "1.0850001"},
+        {**LIMIT_BODY, "client_order_id": "b-1"},
+        "not an object",
+    ]
     response = api.post("/api/v1/orders/batch/", {"orders": orders}, format="json")
     assert response.status_code == 200
     results = response.json()["results"]
@@ -298,7 +356,9 @@ def test_batch_over_1000_is_refused_whole(api):
 
 def test_cancel_all_by_symbol(api):
     eur = submit(api, client_order_id="e1").json()["id"]
-    aapl = submit(api, client_order_id="a1", symbol="AAPL", limit_price="190.00", quantity="10").json()["id"]
+    aapl = submit(
+        api, client_order_id="a1", symbol="AAPL", limit_price="190.00", quantity="10"
+    ).json()["id"]
     response = api.post("/api/v1/orders/cancel-all/", {"symbol": "EUR_USD"}, format="json")
     assert response.status_code == 202
     assert response.json()["count"] == 1
@@ -307,7 +367,11 @@ def test_cancel_all_by_symbol(api):
 
 
 def test_fills_list_is_empty_and_filterable(api):
-    assert api.get("/api/v1/fills/?symbol=EUR_USD").json() == {"next": None, "previous": None, "results": []}
+    assert api.get("/api/v1/fills/?symbol=EUR_USD").json() == {
+        "next": None,
+        "previous": None,
+        "results": [],
+    }
 
 
 def test_health_schema_and_docs(api):

@@ -14,10 +14,20 @@ pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 @pytest.fixture
 def order(instruments, trader):
-    terms = OrderTerms(symbol="EUR_USD", side="buy", type="limit", time_in_force="gtc",
-                       quantity=Decimal("1000"), limit_price=Decimal("1.08000"))
-    return services.order_submit(account=Account.objects.get(code="ACC-1"), terms=terms,
-                                 user=trader, actor=actors.user_actor(trader)).order
+    terms = OrderTerms(
+        symbol="EUR_USD",
+        side="buy",
+        type="limit",
+        time_in_force="gtc",
+        quantity=Decimal("1000"),
+        limit_price=Decimal("1.08000"),
+    )
+    return services.order_submit(
+        account=Account.objects.get(code="ACC-1"),
+        terms=terms,
+        user=trader,
+        actor=actors.user_actor(trader),
+    ).order
 
 
 def test_updating_an_event_is_refused_by_the_database(order):
@@ -28,8 +38,11 @@ def test_updating_an_event_is_refused_by_the_database(order):
 
 
 def test_deleting_an_event_is_refused_even_in_raw_sql(order):
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), \
-            connection.cursor() as cursor:
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
         cursor.execute("DELETE FROM orders_orderevent")
     assert order.events.count() == 2
 

@@ -20,14 +20,21 @@ D = Decimal
 def market(instruments):
     """EUR_USD quoted 1.08490 / 1.08500, 100,000 on each side."""
     venue = venue_for("sim")
-    venue.set_quote("EUR_USD", bid=D("1.08490"), ask=D("1.08500"), bid_size=D("100000"),
-                    ask_size=D("100000"))
+    venue.set_quote(
+        "EUR_USD", bid=D("1.08490"), ask=D("1.08500"), bid_size=D("100000"), ask_size=D("100000")
+    )
     return venue
 
 
 def submit(api, **body):
-    defaults = {"account": "ACC-1", "symbol": "EUR_USD", "side": "buy", "type": "market",
-                "quantity": "100000", "time_in_force": "gtc"}
+    defaults = {
+        "account": "ACC-1",
+        "symbol": "EUR_USD",
+        "side": "buy",
+        "type": "market",
+        "quantity": "100000",
+        "time_in_force": "gtc",
+    }
     response = api.post("/api/v1/orders/", {**defaults, **body}, format="json")
     assert response.status_code in (200, 201), response.content
     return response.json()
@@ -54,11 +61,18 @@ def test_market_order_fills_at_the_touch(api, market, celery_worker):
     order = order_when(submit(api)["id"], "filled")
     # then
     assert (order.filled_quantity, order.remaining_quantity, order.average_fill_price) == (
-        D("100000"), D("0"), D("1.08500"))
+        D("100000"),
+        D("0"),
+        D("1.08500"),
+    )
     fill = order.fills.get()
     assert (fill.quantity, fill.price, fill.liquidity) == (D("100000"), D("1.08500"), "taker")
     assert event_types(order) == ["created", "validated", "pending_submit", "acknowledged", "fill"]
-    assert [e.actor for e in order.events.order_by("seq")][2:] == ["worker", "venue:sim", "venue:sim"]
+    assert [e.actor for e in order.events.order_by("seq")][2:] == [
+        "worker",
+        "venue:sim",
+        "venue:sim",
+    ]
     assert SimOrder.objects.filter(client_order_id=str(order.id)).count() == 1
     assert_replays(order)
 
@@ -67,8 +81,9 @@ def test_market_order_larger_than_the_quote_fills_over_two_quotes(api, market, c
     order = order_when(submit(api, quantity="150000")["id"], "partially_filled")
     assert order.filled_quantity == D("100000")
     # when the next quote arrives and the venue is polled
-    market.set_quote("EUR_USD", bid=D("1.08495"), ask=D("1.08505"), bid_size=D("100000"),
-                     ask_size=D("100000"))
+    market.set_quote(
+        "EUR_USD", bid=D("1.08495"), ask=D("1.08505"), bid_size=D("100000"), ask_size=D("100000")
+    )
     from tradingsite.celery import app
 
     app.send_task("orders.poll_venues")
@@ -96,8 +111,9 @@ def test_limit_rests_then_cancel_cancels_it_at_the_venue(api, market, celery_wor
 
 def test_resting_limit_fills_at_its_price_when_the_market_comes_to_it(api, market, celery_worker):
     order = order_when(submit(api, type="limit", limit_price="1.08000")["id"], "acknowledged")
-    market.set_quote("EUR_USD", bid=D("1.07980"), ask=D("1.07990"), bid_size=D("500000"),
-                     ask_size=D("500000"))
+    market.set_quote(
+        "EUR_USD", bid=D("1.07980"), ask=D("1.07990"), bid_size=D("500000"), ask_size=D("500000")
+    )
     from tradingsite.celery import app
 
     app.send_task("orders.poll_venues")
@@ -116,7 +132,8 @@ def test_ioc_fills_what_it_can_and_cancels_the_rest(api, market, celery_worker):
 
 def test_ioc_limit_away_from_the_market_cancels_with_no_fill(api, market, celery_worker):
     order = order_when(
-        submit(api, type="limit", limit_price="1.08000", time_in_force="ioc")["id"], "cancelled")
+        submit(api, type="limit", limit_price="1.08000", time_in_force="ioc")["id"], "cancelled"
+    )
     assert order.filled_quantity == 0
     assert not order.fills.exists()
 
@@ -137,8 +154,11 @@ def test_fok_within_the_quote_fills_whole(api, market, celery_worker):
 def test_modify_a_resting_order_at_the_venue(api, market, celery_worker):
     order = order_when(submit(api, type="limit", limit_price="1.08000")["id"], "acknowledged")
     # when
-    response = api.patch(f"/api/v1/orders/{order.id}/", {"limit_price": "1.08100",
-                                                          "quantity": "80000"}, format="json")
+    response = api.patch(
+        f"/api/v1/orders/{order.id}/",
+        {"limit_price": "1.08100", "quantity": "80000"},
+        format="json",
+    )
     # then
     assert response.status_code == 202
 
@@ -161,16 +181,33 @@ def test_modify_a_resting_order_at_the_venue(api, market, celery_worker):
 def test_idempotent_repeat_after_the_fill_answers_the_filled_order(api, market, celery_worker):
     first = submit(api, client_order_id="same-1")
     order_when(first["id"], "filled")
-    again = api.post("/api/v1/orders/", {"account": "ACC-1", "client_order_id": "same-1",
-                                         "symbol": "EUR_USD", "side": "buy", "type": "market",
-                                         "quantity": "100000", "time_in_force": "gtc"},
-                     format="json")
+    again = api.post(
+        "/api/v1/orders/",
+        {
+            "account": "ACC-1",
+            "client_order_id": "same-1",
+            "symbol": "EUR_USD",
+            "side": "buy",
+            "type": "market",
+            "quantity": "100000",
+            "time_in_force": "gtc",
+        },
+        format="json",
+    )
     assert again.status_code == 200
     assert again.json()["status"] == "filled"
-    different = api.post("/api/v1/orders/", {"account": "ACC-1", "client_order_id": "same-1",
-                                             "symbol": "EUR_USD", "side": "sell",
-                                             "type": "market", "quantity": "100000"},
-                         format="json")
+    different = api.post(
+        "/api/v1/orders/",
+        {
+            "account": "ACC-1",
+            "client_order_id": "same-1",
+            "symbol": "EUR_USD",
+            "side": "sell",
+            "type": "market",
+            "quantity": "100000",
+        },
+        format="json",
+    )
     assert different.status_code == 409
     assert Order.objects.count() == 1
     assert SimOrder.objects.count() == 1
@@ -185,3 +222,25 @@ def test_cancel_of_a_filled_order_is_409_and_sends_nothing(api, market, celery_w
     assert response.json()["error"]["code"] == "invalid_transition"
     assert order.events.count() == events_before
     assert SimReport.objects.count() == reports_before
+
+
+def test_gtd_order_at_the_venue_expires_through_a_cancel(api, market, celery_worker):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from orders import services
+
+    expire_at = (timezone.now() + timedelta(minutes=5)).isoformat()
+    order = order_when(
+        submit(api, type="limit", limit_price="1.08000", time_in_force="gtd", expire_at=expire_at)[
+            "id"
+        ],
+        "acknowledged",
+    )
+    # when beat's expiry sweep runs after the expiry time
+    assert services.orders_expire(now=timezone.now() + timedelta(minutes=6)) == 1
+    # then the venue cancels it and it ends expired, not cancelled
+    order = order_when(order.id, "expired")
+    assert SimOrder.objects.get(client_order_id=str(order.id)).status == "cancelled"
+    assert event_types(order)[-2:] == ["pending_cancel", "expired"]

@@ -24,17 +24,32 @@ D = Decimal
 @pytest.fixture
 def market(instruments):
     venue = venue_for("sim")
-    venue.set_quote("EUR_USD", bid=D("1.08490"), ask=D("1.08500"), bid_size=D("100000000"),
-                    ask_size=D("100000000"))
+    venue.set_quote(
+        "EUR_USD",
+        bid=D("1.08490"),
+        ask=D("1.08500"),
+        bid_size=D("100000000"),
+        ask_size=D("100000000"),
+    )
     return venue
 
 
 def submit_many(api, count, **body):
     ids = []
     for n in range(count):
-        response = api.post("/api/v1/orders/", {
-            "account": "ACC-1", "client_order_id": f"crash-{n}", "symbol": "EUR_USD",
-            "side": "buy", "type": "market", "quantity": "1000", **body}, format="json")
+        response = api.post(
+            "/api/v1/orders/",
+            {
+                "account": "ACC-1",
+                "client_order_id": f"crash-{n}",
+                "symbol": "EUR_USD",
+                "side": "buy",
+                "type": "market",
+                "quantity": "1000",
+                **body,
+            },
+            format="json",
+        )
         assert response.status_code == 201
         ids.append(response.json()["id"])
     return ids
@@ -50,8 +65,11 @@ def assert_each_order_exactly_once_at_the_venue(ids):
     at_venue = SimOrder.objects.filter(client_order_id__in=ids)
     assert at_venue.count() == len(ids)
     assert all(o.status == "filled" for o in at_venue)
-    fills_per_venue_order = (SimReport.objects.filter(order__in=at_venue, kind="fill")
-                             .values("order").annotate(n=Count("id")))
+    fills_per_venue_order = (
+        SimReport.objects.filter(order__in=at_venue, kind="fill")
+        .values("order")
+        .annotate(n=Count("id"))
+    )
     assert sorted(row["n"] for row in fills_per_venue_order) == [1] * len(ids)
     assert Fill.objects.filter(order_id__in=ids).count() == len(ids)
 
@@ -61,8 +79,10 @@ def test_worker_killed_mid_flight_loses_and_duplicates_nothing(api, market):
     slow = Worker(extra_env={"SIM_LATENCY_MS": "400"})
     try:
         ids = submit_many(api, 12)
-        wait_for(lambda: Order.objects.filter(pk__in=ids, status="pending_submit").exists(),
-                 message="an order in flight")
+        wait_for(
+            lambda: Order.objects.filter(pk__in=ids, status="pending_submit").exists(),
+            message="an order in flight",
+        )
         # when the whole worker dies at once
         slow.kill()
     finally:
@@ -72,6 +92,7 @@ def test_worker_killed_mid_flight_loses_and_duplicates_nothing(api, market):
     # then a new worker and the sweeper (beat's job, run here by the test) finish everything
     fresh = Worker()
     try:
+
         def all_filled():
             services.orders_sweep_stuck(older_than=0.5)
             return not Order.objects.filter(pk__in=ids).exclude(status="filled").exists()
@@ -100,15 +121,20 @@ def test_venue_rejection_stores_the_reason(api, market):
     worker = Worker(extra_env={"SIM_REJECT_RATE": "1"})
     try:
         [order_id] = submit_many(api, 1)
-        order = wait_for(lambda: Order.objects.filter(pk=order_id, status="rejected").first(),
-                         message="the rejection")
+        order = wait_for(
+            lambda: Order.objects.filter(pk=order_id, status="rejected").first(),
+            message="the rejection",
+        )
     finally:
         worker.stop()
     assert order.reject_reason == "rejected by the simulated venue"
     assert order.remaining_quantity == 0
     assert not order.fills.exists()
     detail = api.get(f"/api/v1/orders/{order_id}/").json()
-    assert (detail["status"], detail["reject_reason"]) == ("rejected", "rejected by the simulated venue")
+    assert (detail["status"], detail["reject_reason"]) == (
+        "rejected",
+        "rejected by the simulated venue",
+    )
 
 
 def test_dropped_connections_are_retried_until_the_order_is_placed(api, market):
@@ -144,9 +170,13 @@ def test_broker_down_at_commit_the_relay_publishes_later(api, market, monkeypatc
     try:
         time.sleep(1.1)
         assert outbox.relay() == 1
-        order = wait_for(lambda: Order.objects.filter(pk=order_id, status="filled").first(),
-                         message="the relayed order to fill")
+        order = wait_for(
+            lambda: Order.objects.filter(pk=order_id, status="filled").first(),
+            message="the relayed order to fill",
+        )
     finally:
         worker.stop()
     assert OutboxMessage.objects.filter(published_at__isnull=True).count() == 0
-    assert replay(order.events.all()) == order_state(Order.objects.select_related("instrument", "account").get(pk=order_id))
+    assert replay(order.events.all()) == order_state(
+        Order.objects.select_related("instrument", "account").get(pk=order_id)
+    )

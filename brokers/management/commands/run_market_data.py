@@ -38,7 +38,10 @@ POLL_TASK = "orders.poll_venues"
 POLL_EXPIRES_SECONDS = 5
 # Never hold up the quote loop for long while Redis is away: beat polls anyway.
 PUBLISH_RETRY_POLICY = {
-    "max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.2,
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.1,
+    "interval_max": 0.2,
 }
 MAX_BACKOFF_SECONDS = 5.0
 
@@ -50,7 +53,9 @@ def publish_poll() -> bool:
             POLL_TASK, retry=True, retry_policy=PUBLISH_RETRY_POLICY, expires=POLL_EXPIRES_SECONDS
         )
     except (BrokerError, OSError) as error:
-        logger.warning("poll publish failed; beat will poll", extra={"error": str(error)})
+        logger.warning(
+            "poll publish failed; beat will poll: %s", error, extra={"error": str(error)}
+        )
         return False
     return True
 
@@ -63,7 +68,8 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
         return
 
     def on_signal(signum: int, frame: Any) -> None:
-        logger.info("market data stopping", extra={"signal": signal.Signals(signum).name})
+        name = signal.Signals(signum).name
+        logger.info("market data stopping on %s", name, extra={"signal": name})
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -100,12 +106,20 @@ def run_market(
             written = venue.step_market(symbols) if symbols else 0
         except Exception:
             failures += 1
+            # The traceback once per outage; a count on every later failure.
             logger.warning(
-                "market step failed", extra={"failures": failures}, exc_info=failures == 1
+                "market step failed (%d in a row)",
+                failures,
+                extra={"failures": failures},
+                exc_info=failures == 1,
             )
         else:
             if failures:
-                logger.info("market steps recovered", extra={"after_failures": failures})
+                logger.info(
+                    "market steps recovered after %d failures",
+                    failures,
+                    extra={"after_failures": failures},
+                )
             failures = 0
             if written:
                 publish()
@@ -126,7 +140,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--interval-ms", type=int, default=None,
+            "--interval-ms",
+            type=int,
+            default=None,
             help="milliseconds between steps (default SIM_VENUE['QUOTE_INTERVAL_MS'])",
         )
         parser.add_argument(
@@ -149,7 +165,9 @@ class Command(BaseCommand):
 
         stop = threading.Event()
         logger.info(
-            "market data started",
+            "market data started: venue %s, a step every %d ms",
+            venue.name,
+            interval_ms,
             extra={"venue": venue.name, "interval_ms": interval_ms, "steps": steps},
         )
         try:
@@ -160,4 +178,4 @@ class Command(BaseCommand):
         finally:
             if not connection.in_atomic_block:
                 connections.close_all()
-        logger.info("market data stopped", extra={"steps": done})
+        logger.info("market data stopped after %d steps", done, extra={"steps": done})

@@ -33,14 +33,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", help="user name of the trader")
         parser.add_argument(
-            "--account", required=True, metavar="CODE",
+            "--account",
+            required=True,
+            metavar="CODE",
             help="trading account code; created when missing",
         )
         parser.add_argument(
             "--role", choices=ROLES, help="also put the trader in this group (reads every account)"
         )
         parser.add_argument(
-            "--currency", metavar="CCY",
+            "--currency",
+            metavar="CCY",
             help="currency of a new account (default USD); must match an existing account's",
         )
 

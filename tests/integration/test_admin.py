@@ -1,0 +1,345 @@
+"""The desk's admin: pages load with every filter, orders are read-only, and the cancel action
+goes through orders.services."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.core.management import call_command
+from django.utils import timezone
+
+from orders.models import Account, Fill, Instrument, Order, OrderEvent, OutboxMessage
+from orders.services import order_park_for_review, order_submit, order_submit_to_venue
+from orders.validation import OrderTerms
+
+pytestmark = pytest.mark.django_db
+
+D = Decimal
+ORDERS_URL = "/admin/orders/order/"
+
+
+@pytest.fixture(autouse=True)
+def no_publish(monkeypatch):
+    """Nothing reaches Redis: plain db tests never run on-commit callbacks, and this makes sure."""
+    sent: list = []
+    monkeypatch.setattr("orders.outbox.publish", lambda messages: sent.extend(messages) or 0)
+    return sent
+
+
+def submit(account: Account, client_order_id: str, symbol: str, **terms) -> Order:
+    fields = {"side": "buy", "type": "limit", "time_in_force": "gtc", **terms}
+    result = order_submit(
+        account=account,
+        terms=OrderTerms(symbol=symbol, client_order_id=client_order_id, **fields),
+        actor="user:test",
+    )
+    return result.order
+
+
+@pytest.fixture
+def book(trader, other_trader, instruments):
+    """A: validated; B: filled at the sim venue; C: validated and parked for review;
+    D: resting (acknowledged) at the sim venue."""
+    acc1 = Account.objects.get(code="ACC-1")
+    acc2 = Account.objects.get(code="ACC-2")
+    a = submit(acc1, "desk-a", "EUR_USD", quantity=D("1000"), limit_price=D("1.08000"))
+    b = submit(acc2, "desk-b", "AAPL", type="market", quantity=D("10"))
+    order_submit_to_venue(order_id=b.pk)
+    c = submit(acc1, "desk-c", "GBP_USD", quantity=D("2000"), limit_price=D("1.26000"))
+    order_park_for_review(order_id=c.pk, reason="test")
+    d = submit(acc1, "desk-d", "EUR_USD", quantity=D("1000"), limit_price=D("1.00000"))
+    order_submit_to_venue(order_id=d.pk)
+    orders = {key: Order.objects.get(pk=o.pk) for key, o in zip("abcd", (a, b, c, d), strict=True)}
+    assert {k: o.status for k, o in orders.items()} == {
+        "a": "validated",
+        "b": "filled",
+        "c": "validated",
+        "d": "acknowledged",
+    }
+    return orders
+
+
+def listed(client, **params) -> list[str]:
+    response = client.get(ORDERS_URL, params)
+    assert response.status_code == 200, response.get("Location")
+    return sorted(order.client_order_id for order in response.context["cl"].result_list)
+
+
+# --- pages -----------------------------------------------------------------------------------
+
+
+def test_order_changelist_loads_with_each_filter(admin_client, book):
+    # given
+    eur = Instrument.objects.get(symbol="EUR_USD")
+    acc1 = Account.objects.get(code="ACC-1")
+    today = timezone.localdate()
+    midnight = timezone.make_aware(datetime.combine(today, time()))
+    # when / then
+    assert listed(admin_client) == ["desk-a", "desk-b", "desk-c", "desk-d"]
+    assert listed(admin_client, status__exact="validated") == ["desk-a", "desk-c"]
+    assert listed(admin_client, status__exact="filled") == ["desk-b"]
+    assert listed(admin_client, instrument__id__exact=eur.pk) == ["desk-a", "desk-d"]
+    assert listed(admin_client, account__id__exact=acc1.pk) == ["desk-a", "desk-c", "desk-d"]
+    assert listed(admin_client, venue="sim") == ["desk-a", "desk-b", "desk-c", "desk-d"]
+    assert listed(admin_client, venue="other") == []
+    assert listed(admin_client, needs_review__exact="1") == ["desk-c"]
+    assert listed(admin_client, needs_review__exact="0") == ["desk-a", "desk-b", "desk-d"]
+    assert listed(
+        admin_client,
+        created_at__gte=str(midnight),
+        created_at__lt=str(midnight + timedelta(days=1)),
+    ) == ["desk-a", "desk-b", "desk-c", "desk-d"]
+    assert (
+        listed(
+            admin_client,
+            created_at__gte=str(midnight - timedelta(days=7)),
+            created_at__lt=str(midnight),
+        )
+        == []
+    )
+    assert listed(
+        admin_client,
+        created_at__year=today.year,
+        created_at__month=today.month,
+        created_at__day=today.day,
+    ) == ["desk-a", "desk-b", "desk-c", "desk-d"]
+
+
+def test_order_changelist_searches_exact_ids(admin_client, book):
+    # then
+    assert listed(admin_client, q=str(book["b"].pk)) == ["desk-b"]
+    assert listed(admin_client, q="desk-a") == ["desk-a"]
+    assert listed(admin_client, q=book["d"].venue_order_id) == ["desk-d"]
+    assert listed(admin_client, q="desk") == []
+
+
+def test_order_changelist_shows_the_desk_columns(admin_client, book):
+    # when
+    response = admin_client.get(ORDERS_URL)
+    # then
+    assert response.status_code == 200
+    headers = [header["text"] for header in response.context["result_headers"]][1:]
+    assert headers == [
+        "created at",
+        "client order id",
+        "account",
+        "symbol",
+        "side",
+        "type",
+        "quantity",
+        "limit price",
+        "status",
+        "filled quantity",
+        "average fill price",
+        "venue",
+        "needs review",
+    ]
+
+
+def test_order_change_page_is_read_only_with_fills_and_events_inlines(admin_client, book):
+    # given
+    order = book["b"]
+    # when
+    response = admin_client.get(f"{ORDERS_URL}{order.pk}/change/")
+    # then
+    assert response.status_code == 200
+    inlines = {f.opts.model: f for f in response.context["inline_admin_formsets"]}
+    events = [form.instance for form in inlines[OrderEvent].formset.forms]
+    fills = [form.instance for form in inlines[Fill].formset.forms]
+    assert [(e.seq, e.type) for e in events] == [
+        (1, "created"),
+        (2, "validated"),
+        (3, "pending_submit"),
+        (4, "acknowledged"),
+        (5, "fill"),
+    ]
+    assert [(f.quantity, f.venue_execution_id) for f in fills] == [
+        (D("10"), f"{order.venue_order_id}-1")
+    ]
+    content = response.content.decode()
+    assert 'name="_save"' not in content
+    assert "deletelink" not in content
+    assert f"{order.venue_order_id}-1" in content
+
+
+def test_orders_fills_and_events_cannot_be_added_changed_or_deleted(admin_client, book):
+    # given
+    order = book["b"]
+    event = order.events.order_by("seq").first()
+    fill = order.fills.get()
+    # when / then
+    assert admin_client.get(f"{ORDERS_URL}add/").status_code == 403
+    assert admin_client.get(f"{ORDERS_URL}{order.pk}/delete/").status_code == 403
+    assert (
+        admin_client.post(f"{ORDERS_URL}{order.pk}/change/", {"status": "cancelled"}).status_code
+        == 403
+    )
+    assert admin_client.get("/admin/orders/fill/add/").status_code == 403
+    assert admin_client.get(f"/admin/orders/fill/{fill.pk}/delete/").status_code == 403
+    assert admin_client.get("/admin/orders/orderevent/add/").status_code == 403
+    assert admin_client.get(f"/admin/orders/orderevent/{event.pk}/delete/").status_code == 403
+    assert admin_client.get(f"/admin/orders/orderevent/{event.pk}/change/").status_code == 200
+    assert Order.objects.get(pk=order.pk).status == "filled"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/",
+        "/admin/orders/instrument/",
+        "/admin/orders/instrument/add/",
+        "/admin/orders/account/",
+        "/admin/orders/account/add/",
+        "/admin/orders/fill/",
+        "/admin/orders/orderevent/",
+        "/admin/brokers/simquote/",
+        "/admin/brokers/simorder/",
+        "/admin/brokers/simreport/",
+        "/admin/django_celery_beat/periodictask/",
+        "/admin/django_celery_beat/intervalschedule/",
+        "/admin/django_celery_beat/clockedschedule/",
+        "/admin/django_celery_beat/crontabschedule/",
+    ],
+)
+def test_admin_pages_load(admin_client, book, url):
+    assert admin_client.get(url).status_code == 200
+
+
+def test_instrument_and_account_change_pages(admin_client, book):
+    # given
+    eur = Instrument.objects.get(symbol="EUR_USD")
+    acc1 = Account.objects.get(code="ACC-1")
+    # when
+    instrument_page = admin_client.get(f"/admin/orders/instrument/{eur.pk}/change/")
+    account_page = admin_client.get(f"/admin/orders/account/{acc1.pk}/change/")
+    # then the instrument is editable and the account's users use the two-box selector
+    assert instrument_page.status_code == 200
+    assert 'name="_save"' in instrument_page.content.decode()
+    assert account_page.status_code == 200
+    assert 'class="selectfilter"' in account_page.content.decode()
+
+
+def test_instrument_can_be_edited(admin_client, instruments):
+    # given
+    eur = Instrument.objects.get(symbol="EUR_USD")
+    # when
+    response = admin_client.post(
+        f"/admin/orders/instrument/{eur.pk}/change/",
+        {
+            "symbol": "EUR_USD",
+            "asset_class": "fx",
+            "base_currency": "EUR",
+            "quote_currency": "USD",
+            "lot_size": "1000",
+            "min_quantity": "1000",
+            "tick_size": "0.00001",
+            "reference_price": "1.08500",
+        },
+    )
+    # then (is_active left unticked: the instrument is closed for trading)
+    assert response.status_code == 302
+    eur.refresh_from_db()
+    assert (eur.lot_size, eur.min_quantity, eur.is_active) == (D("1000"), D("1000"), False)
+
+
+def test_sim_venue_pages_are_read_only(admin_client, book):
+    # given
+    from brokers.models import SimOrder
+
+    sim_order = SimOrder.objects.get(client_order_id=str(book["b"].pk))
+    # then
+    assert admin_client.get(f"/admin/brokers/simorder/{sim_order.pk}/change/").status_code == 200
+    assert admin_client.get("/admin/brokers/simorder/add/").status_code == 403
+    assert admin_client.get(f"/admin/brokers/simorder/{sim_order.pk}/delete/").status_code == 403
+
+
+def test_beat_schedule_pages_show_the_declared_entries(admin_client, db):
+    # given
+    call_command("setup_periodic_tasks", stdout=StringIO())
+    # when
+    response = admin_client.get("/admin/django_celery_beat/periodictask/")
+    # then
+    assert response.status_code == 200
+    names = sorted(task.name for task in response.context["cl"].result_list)
+    assert names == [
+        "fillmore: expire orders",
+        "fillmore: poll venues",
+        "fillmore: prune outbox",
+        "fillmore: relay outbox",
+        "fillmore: sweep stuck orders",
+    ]
+
+
+# --- the cancel action -------------------------------------------------------------------------
+
+
+def test_order_actions_are_cancel_only(admin_client, book):
+    # when
+    response = admin_client.get(ORDERS_URL)
+    # then: no delete action
+    assert response.context["action_form"].fields["action"].choices == [
+        ("", "---------"),
+        ("cancel_selected", "Cancel selected orders"),
+    ]
+
+
+def test_cancel_action_cancels_through_the_service(admin_client, book):
+    # given a validated order, a filled one and one resting at the venue
+    a, b, d = book["a"], book["b"], book["d"]
+    b_events = b.events.count()
+    # when the desk cancels all three
+    response = admin_client.post(
+        ORDERS_URL,
+        {"action": "cancel_selected", "_selected_action": [str(a.pk), str(b.pk), str(d.pk)]},
+        follow=True,
+    )
+    # then
+    assert response.status_code == 200
+    assert [str(m) for m in response.context["messages"]] == [
+        "Orders: 1 cancelled, 1 cancel requested at the venue (pending_cancel), "
+        "1 skipped (already finished)."
+    ]
+    a.refresh_from_db()
+    assert (a.status, a.remaining_quantity) == ("cancelled", D("0"))
+    last = a.events.order_by("-seq").first()
+    assert (last.seq, last.type, last.actor, last.data["reason"]) == (
+        3,
+        "cancelled",
+        "admin:admin",
+        "cancelled in the admin",
+    )
+    assert last.correlation_id != ""
+    d.refresh_from_db()
+    assert d.status == "pending_cancel"
+    assert d.events.order_by("-seq").values_list("type", "actor").first() == (
+        "pending_cancel",
+        "admin:admin",
+    )
+    assert list(
+        OutboxMessage.objects.filter(task="orders.cancel").values_list(
+            "kwargs__order_id", flat=True
+        )
+    ) == [str(d.pk)]
+    assert Order.objects.get(pk=b.pk).status == "filled"
+    assert b.events.count() == b_events
+
+
+def test_cancel_action_needs_the_change_permission(client, book):
+    # given a staff user who may only view orders
+    user = get_user_model().objects.create_user("viewer", password="viewer-pass", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_order"))
+    client.force_login(user)
+    a = book["a"]
+    # when
+    page = client.get(ORDERS_URL)
+    posted = client.post(ORDERS_URL, {"action": "cancel_selected", "_selected_action": [str(a.pk)]})
+    # then the list shows, without actions, and the post cancels nothing
+    assert page.status_code == 200
+    assert page.context["action_form"] is None
+    assert posted.status_code in (200, 302)
+    assert Order.objects.get(pk=a.pk).status == "validated"

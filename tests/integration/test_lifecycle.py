@@ -1,0 +1,84 @@
+"""Order life-cycle paths that need no worker: the services called directly, in one
+transaction per test (nothing is published)."""
+
+from decimal import Decimal
+
+import pytest
+
+from brokers.models import SimOrder
+from brokers.registry import venue_for
+from orders.models import Order
+
+pytestmark = pytest.mark.django_db
+
+D = Decimal
+
+
+def submit(api, **body):
+    defaults = {
+        "account": "ACC-1",
+        "symbol": "EUR_USD",
+        "side": "buy",
+        "type": "market",
+        "quantity": "100000",
+        "time_in_force": "gtc",
+    }
+    response = api.post("/api/v1/orders/", {**defaults, **body}, format="json")
+    assert response.status_code in (200, 201), response.content
+    return response.json()
+
+
+def test_day_order_not_yet_sent_expires_locally(api, instruments):
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from orders import services
+    from orders.validation import day_expiry
+
+    body = submit(api, type="limit", limit_price="1.08000", time_in_force="day")
+    order = Order.objects.get(pk=body["id"])
+    assert order.expire_at == day_expiry(order.created_at, settings.ORDERS_DAY_CUTOFF_UTC)
+    assert services.orders_expire(now=order.expire_at + timedelta(seconds=1)) == 1
+    order.refresh_from_db()
+    assert (order.status, order.remaining_quantity) == ("expired", 0)
+    assert services.orders_expire(now=timezone.now() + timedelta(days=2)) == 0
+
+
+def test_cancel_while_the_submission_is_in_flight_waits_for_the_venue(api, instruments):
+    """A cancel that reaches the venue before the order does must not declare the order
+    absent while its submission can still land."""
+    from orders import services
+    from orders.services import SubmitInFlight
+
+    venue_for("sim").set_quote(
+        "EUR_USD", bid=D("1.08490"), ask=D("1.08500"), bid_size=D("100000"), ask_size=D("100000")
+    )
+    order_id = submit(api, type="limit", limit_price="1.08000")["id"]
+    # given the order is pending_submit (a worker is talking to the venue)
+    from django.db import transaction
+
+    with transaction.atomic():
+        from orders.lock_objects import order_for_update
+
+        order = order_for_update(order_id)
+        services._order_change(
+            order, event_type="pending_submit", actor="worker", status="pending_submit"
+        )
+    services.order_cancel(order_id=order_id, actor="user:alice")
+    # when the cancel runs before the venue has the order
+    with pytest.raises(SubmitInFlight):
+        services.order_cancel_at_venue(order_id=order_id)
+    assert Order.objects.get(pk=order_id).status == "pending_cancel"
+    # then once the submission lands, the cancel reaches it at the venue
+    from orders.services import order_ticket
+
+    reports = venue_for("sim").submit(
+        order_ticket(Order.objects.select_related("instrument", "account").get(pk=order_id))
+    )
+    services.execution_reports_apply(reports=reports)
+    services.order_cancel_at_venue(order_id=order_id)
+    order = Order.objects.get(pk=order_id)
+    assert order.status == "cancelled"
+    assert SimOrder.objects.get(client_order_id=order_id).status == "cancelled"
