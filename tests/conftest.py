@@ -29,6 +29,14 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing():
+    """Full-strength hashing costs seconds per user; the tests do not test the hasher."""
+    from django.conf import settings
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _clean_redis():
     """Start from empty test Redis databases: no stale broker messages from an earlier run."""
     import redis

@@ -387,3 +387,16 @@ def test_unknown_api_path_is_404_json(api):
     response = api.get("/api/v1/nothing-here/")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+def test_openapi_schema_is_valid_and_lists_every_endpoint(tmp_path):
+    from django.core.management import call_command
+
+    target = tmp_path / "schema.yml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target))
+    schema = target.read_text()
+    for path in ("/api/v1/orders/:", "/api/v1/orders/batch/:", "/api/v1/orders/{order_id}/:",
+                 "/api/v1/orders/{order_id}/cancel/:", "/api/v1/orders/cancel-all/:",
+                 "/api/v1/orders/{order_id}/events/:", "/api/v1/orders/by-client-id/{client_order_id}/:",
+                 "/api/v1/fills/:"):
+        assert f"  {path}" in schema

@@ -244,3 +244,34 @@ def test_gtd_order_at_the_venue_expires_through_a_cancel(api, market, celery_wor
     order = order_when(order.id, "expired")
     assert SimOrder.objects.get(client_order_id=str(order.id)).status == "cancelled"
     assert event_types(order)[-2:] == ["pending_cancel", "expired"]
+
+
+def test_stop_order_triggers_when_the_market_reaches_it(api, market, celery_worker):
+    from tradingsite.celery import app
+
+    order = order_when(
+        submit(api, type="stop", stop_price="1.08600", quantity="50000")["id"], "acknowledged"
+    )
+    market.set_quote("EUR_USD", bid=D("1.08590"), ask=D("1.08600"), bid_size=D("100000"),
+                     ask_size=D("100000"))
+    app.send_task("orders.poll_venues")
+    order = order_when(order.id, "filled")
+    assert order.fills.get().price == D("1.08600")
+
+
+def test_stop_limit_triggers_then_rests_as_a_limit(api, market, celery_worker):
+    from tradingsite.celery import app
+
+    order = order_when(
+        submit(api, type="stop_limit", stop_price="1.08600", limit_price="1.08610",
+               quantity="50000")["id"], "acknowledged")
+    # the stop is touched but the market gaps above the limit: triggered, not filled
+    market.set_quote("EUR_USD", bid=D("1.08620"), ask=D("1.08630"), bid_size=D("100000"),
+                     ask_size=D("100000"))
+    assert SimOrder.objects.get(client_order_id=str(order.id)).triggered
+    # the market comes back through the limit: it fills at its limit, as maker
+    market.set_quote("EUR_USD", bid=D("1.08590"), ask=D("1.08605"), bid_size=D("100000"),
+                     ask_size=D("100000"))
+    app.send_task("orders.poll_venues")
+    order = order_when(order.id, "filled")
+    assert (order.fills.get().price, order.fills.get().liquidity) == (D("1.08610"), "maker")

@@ -82,3 +82,20 @@ def test_cancel_while_the_submission_is_in_flight_waits_for_the_venue(api, instr
     order = Order.objects.get(pk=order_id)
     assert order.status == "cancelled"
     assert SimOrder.objects.get(client_order_id=order_id).status == "cancelled"
+
+
+def test_the_simulated_market_is_deterministic_for_a_seed(instruments):
+    from brokers.models import SimQuote
+    from brokers.sim.venue import SimulatedVenue
+
+    def run(seed):
+        SimQuote.objects.all().delete()
+        venue = SimulatedVenue(config={"SEED": seed})
+        for _ in range(25):
+            venue.step_market(["EUR_USD", "BTC_USD"])
+        return sorted(SimQuote.objects.values_list("symbol", "seq", "bid", "ask", "bid_size", "ask_size"))
+
+    first = run(11)
+    assert first == run(11)
+    assert first != run(12)
+    assert [row[1] for row in first] == [25, 25]

@@ -26,6 +26,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections, connection, connections
 from kombu.exceptions import OperationalError as BrokerError
 
+from brokers.base import VenueRejected
 from brokers.registry import venue_for
 from brokers.sim.venue import SimulatedVenue
 from orders.selectors import instrument_symbols_active
@@ -159,7 +160,10 @@ class Command(BaseCommand):
         steps = options["steps"]
         if steps is not None and steps <= 0:
             raise CommandError("--steps must be a positive number")
-        venue = venue_for(options["venue"])
+        try:
+            venue = venue_for(options["venue"])
+        except VenueRejected as error:
+            raise CommandError(str(error)) from error
         if not isinstance(venue, SimulatedVenue):
             raise CommandError(f"venue {options['venue']!r} is not a simulated venue")
 
