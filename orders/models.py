@@ -131,6 +131,9 @@ class Order(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     # sha256 of the canonical request: a repeat with the same id and another body is a 409.
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    reduce_only = models.BooleanField(
+        default=False, help_text="May only shrink the position (the kill switch's flatten orders)."
+    )
     needs_review = models.BooleanField(
         default=False, help_text="Parked after too many redeliveries; a person must look."
     )

@@ -23,6 +23,7 @@ REPLAYED_FIELDS: tuple[str, ...] = (
     "type",
     "time_in_force",
     "venue",
+    "reduce_only",
     "quantity",
     "limit_price",
     "stop_price",

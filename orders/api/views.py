@@ -131,7 +131,11 @@ class OrderListCreateView(generics.ListAPIView):
     )
     def post(self, request: Request) -> Response:
         code, body = _submit_one(request, request.data)
-        return Response(body, status=code)
+        response = Response(body, status=code)
+        retry_after = body.get("error", {}).get("retry_after") if code == 429 else None
+        if retry_after is not None:
+            response["Retry-After"] = str(retry_after)
+        return response
 
 
 class OrderBatchView(APIView):

@@ -6,9 +6,15 @@ from decimal import Decimal
 import pytest
 
 from brokers.models import SimOrder, SimReport
-from brokers.registry import venue_for
 from orders.models import Fill, Order
-from orders.replay import order_state, replay
+from tests.helpers import (
+    assert_replays,
+    eur_usd_market,
+    order_body,
+    order_when,
+    set_quote,
+    submit,
+)
 from tests.workers import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
@@ -19,37 +25,7 @@ D = Decimal
 @pytest.fixture
 def market(instruments):
     """EUR_USD quoted 1.08490 / 1.08500, 100,000 on each side."""
-    venue = venue_for("sim")
-    venue.set_quote(
-        "EUR_USD", bid=D("1.08490"), ask=D("1.08500"), bid_size=D("100000"), ask_size=D("100000")
-    )
-    return venue
-
-
-def submit(api, **body):
-    defaults = {
-        "account": "ACC-1",
-        "symbol": "EUR_USD",
-        "side": "buy",
-        "type": "market",
-        "quantity": "100000",
-        "time_in_force": "gtc",
-    }
-    response = api.post("/api/v1/orders/", {**defaults, **body}, format="json")
-    assert response.status_code in (200, 201), response.content
-    return response.json()
-
-
-def order_when(order_id, *statuses, timeout=20):
-    def reached():
-        order = Order.objects.select_related("instrument", "account").get(pk=order_id)
-        return order if order.status in statuses else None
-
-    return wait_for(reached, timeout=timeout, message=f"order {order_id} to be {statuses}")
-
-
-def assert_replays(order):
-    assert replay(order.events.all()) == order_state(order)
+    return eur_usd_market()
 
 
 def event_types(order):
@@ -81,9 +57,7 @@ def test_market_order_larger_than_the_quote_fills_over_two_quotes(api, market, c
     order = order_when(submit(api, quantity="150000")["id"], "partially_filled")
     assert order.filled_quantity == D("100000")
     # when the next quote arrives and the venue is polled
-    market.set_quote(
-        "EUR_USD", bid=D("1.08495"), ask=D("1.08505"), bid_size=D("100000"), ask_size=D("100000")
-    )
+    set_quote(market, bid="1.08495", ask="1.08505")
     from tradingsite.celery import app
 
     app.send_task("orders.poll_venues")
@@ -111,9 +85,7 @@ def test_limit_rests_then_cancel_cancels_it_at_the_venue(api, market, celery_wor
 
 def test_resting_limit_fills_at_its_price_when_the_market_comes_to_it(api, market, celery_worker):
     order = order_when(submit(api, type="limit", limit_price="1.08000")["id"], "acknowledged")
-    market.set_quote(
-        "EUR_USD", bid=D("1.07980"), ask=D("1.07990"), bid_size=D("500000"), ask_size=D("500000")
-    )
+    set_quote(market, bid="1.07980", ask="1.07990", size="500000")
     from tradingsite.celery import app
 
     app.send_task("orders.poll_venues")
@@ -181,19 +153,7 @@ def test_modify_a_resting_order_at_the_venue(api, market, celery_worker):
 def test_idempotent_repeat_after_the_fill_answers_the_filled_order(api, market, celery_worker):
     first = submit(api, client_order_id="same-1")
     order_when(first["id"], "filled")
-    again = api.post(
-        "/api/v1/orders/",
-        {
-            "account": "ACC-1",
-            "client_order_id": "same-1",
-            "symbol": "EUR_USD",
-            "side": "buy",
-            "type": "market",
-            "quantity": "100000",
-            "time_in_force": "gtc",
-        },
-        format="json",
-    )
+    again = api.post("/api/v1/orders/", order_body(client_order_id="same-1"), format="json")
     assert again.status_code == 200
     assert again.json()["status"] == "filled"
     different = api.post(
@@ -252,8 +212,7 @@ def test_stop_order_triggers_when_the_market_reaches_it(api, market, celery_work
     order = order_when(
         submit(api, type="stop", stop_price="1.08600", quantity="50000")["id"], "acknowledged"
     )
-    market.set_quote("EUR_USD", bid=D("1.08590"), ask=D("1.08600"), bid_size=D("100000"),
-                     ask_size=D("100000"))
+    set_quote(market, bid="1.08590", ask="1.08600")
     app.send_task("orders.poll_venues")
     order = order_when(order.id, "filled")
     assert order.fills.get().price == D("1.08600")
@@ -263,15 +222,16 @@ def test_stop_limit_triggers_then_rests_as_a_limit(api, market, celery_worker):
     from tradingsite.celery import app
 
     order = order_when(
-        submit(api, type="stop_limit", stop_price="1.08600", limit_price="1.08610",
-               quantity="50000")["id"], "acknowledged")
+        submit(
+            api, type="stop_limit", stop_price="1.08600", limit_price="1.08610", quantity="50000"
+        )["id"],
+        "acknowledged",
+    )
     # the stop is touched but the market gaps above the limit: triggered, not filled
-    market.set_quote("EUR_USD", bid=D("1.08620"), ask=D("1.08630"), bid_size=D("100000"),
-                     ask_size=D("100000"))
+    set_quote(market, bid="1.08620", ask="1.08630")
     assert SimOrder.objects.get(client_order_id=str(order.id)).triggered
     # the market comes back through the limit: it fills at its limit, as maker
-    market.set_quote("EUR_USD", bid=D("1.08590"), ask=D("1.08605"), bid_size=D("100000"),
-                     ask_size=D("100000"))
+    set_quote(market, bid="1.08590", ask="1.08605")
     app.send_task("orders.poll_venues")
     order = order_when(order.id, "filled")
     assert (order.fills.get().price, order.fills.get().liquidity) == (D("1.08610"), "maker")

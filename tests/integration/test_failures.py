@@ -4,55 +4,44 @@ be reached at commit. After each: every accepted order ends exactly once at the 
 order is lost, and each order's events replay to its stored state."""
 
 import time
-from decimal import Decimal
 
 import pytest
 from django.db.models import Count
 
 from brokers.models import SimOrder, SimReport
-from brokers.registry import venue_for
 from orders import outbox, services
 from orders.models import Fill, Order, OutboxMessage
-from orders.replay import order_state, replay
+from tests.helpers import assert_replays, eur_usd_market, order_when, submit
 from tests.workers import Worker, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
-D = Decimal
-
 
 @pytest.fixture
 def market(instruments):
-    venue = venue_for("sim")
-    venue.set_quote(
-        "EUR_USD",
-        bid=D("1.08490"),
-        ask=D("1.08500"),
-        bid_size=D("100000000"),
-        ask_size=D("100000000"),
-    )
-    return venue
+    return eur_usd_market(size="100000000")
 
 
 def submit_many(api, count, **body):
-    ids = []
-    for n in range(count):
-        response = api.post(
-            "/api/v1/orders/",
-            {
-                "account": "ACC-1",
-                "client_order_id": f"crash-{n}",
-                "symbol": "EUR_USD",
-                "side": "buy",
-                "type": "market",
-                "quantity": "1000",
-                **body,
-            },
-            format="json",
-        )
-        assert response.status_code == 201
-        ids.append(response.json()["id"])
-    return ids
+    """`count` new market buys of 1,000 EUR_USD (client order ids crash-0, crash-1, ...)."""
+    return [
+        submit(api, expect=(201,), client_order_id=f"crash-{n}", quantity="1000", **body)["id"]
+        for n in range(count)
+    ]
+
+
+def wait_all_filled(
+    ids, *, timeout, interval, sweep_older_than=None, message="every order to fill"
+):
+    """Until every order of `ids` is filled; with `sweep_older_than`, the stuck-order sweep
+    (beat's job) runs before each look."""
+
+    def all_filled():
+        if sweep_older_than is not None:
+            services.orders_sweep_stuck(older_than=sweep_older_than)
+        return not Order.objects.filter(pk__in=ids).exclude(status="filled").exists()
+
+    wait_for(all_filled, timeout=timeout, interval=interval, message=message)
 
 
 def assert_each_order_exactly_once_at_the_venue(ids):
@@ -61,7 +50,7 @@ def assert_each_order_exactly_once_at_the_venue(ids):
     for order in orders:
         assert order.status == "filled", (order.id, order.status)
         assert order.filled_quantity == order.quantity
-        assert replay(order.events.all()) == order_state(order)
+        assert_replays(order)
     at_venue = SimOrder.objects.filter(client_order_id__in=ids)
     assert at_venue.count() == len(ids)
     assert all(o.status == "filled" for o in at_venue)
@@ -92,12 +81,7 @@ def test_worker_killed_mid_flight_loses_and_duplicates_nothing(api, market):
     # then a new worker and the sweeper (beat's job, run here by the test) finish everything
     fresh = Worker()
     try:
-
-        def all_filled():
-            services.orders_sweep_stuck(older_than=0.5)
-            return not Order.objects.filter(pk__in=ids).exclude(status="filled").exists()
-
-        wait_for(all_filled, timeout=60, interval=0.5, message="every order to fill")
+        wait_all_filled(ids, timeout=60, interval=0.5, sweep_older_than=0.5)
     finally:
         fresh.stop()
     assert_each_order_exactly_once_at_the_venue(ids)
@@ -107,11 +91,7 @@ def test_venue_timeout_after_accepting_never_places_twice(api, market):
     worker = Worker(extra_env={"SIM_TIMEOUT_RATE": "1"})
     try:
         ids = submit_many(api, 3)
-
-        def all_filled():
-            return not Order.objects.filter(pk__in=ids).exclude(status="filled").exists()
-
-        wait_for(all_filled, timeout=40, interval=0.2, message="the retries to find the orders")
+        wait_all_filled(ids, timeout=40, interval=0.2, message="the retries to find the orders")
     finally:
         worker.stop()
     assert_each_order_exactly_once_at_the_venue(ids)
@@ -121,10 +101,7 @@ def test_venue_rejection_stores_the_reason(api, market):
     worker = Worker(extra_env={"SIM_REJECT_RATE": "1"})
     try:
         [order_id] = submit_many(api, 1)
-        order = wait_for(
-            lambda: Order.objects.filter(pk=order_id, status="rejected").first(),
-            message="the rejection",
-        )
+        order = order_when(order_id, "rejected")
     finally:
         worker.stop()
     assert order.reject_reason == "rejected by the simulated venue"
@@ -141,12 +118,7 @@ def test_dropped_connections_are_retried_until_the_order_is_placed(api, market):
     worker = Worker(extra_env={"SIM_DISCONNECT_RATE": "0.5", "SIM_SEED": "7"})
     try:
         ids = submit_many(api, 4)
-
-        def all_filled():
-            services.orders_sweep_stuck(older_than=2)
-            return not Order.objects.filter(pk__in=ids).exclude(status="filled").exists()
-
-        wait_for(all_filled, timeout=90, interval=0.5, message="every order to fill")
+        wait_all_filled(ids, timeout=90, interval=0.5, sweep_older_than=2)
     finally:
         worker.stop()
     assert_each_order_exactly_once_at_the_venue(ids)
@@ -170,13 +142,8 @@ def test_broker_down_at_commit_the_relay_publishes_later(api, market, monkeypatc
     try:
         time.sleep(1.1)
         assert outbox.relay() == 1
-        order = wait_for(
-            lambda: Order.objects.filter(pk=order_id, status="filled").first(),
-            message="the relayed order to fill",
-        )
+        order_when(order_id, "filled")
     finally:
         worker.stop()
     assert OutboxMessage.objects.filter(published_at__isnull=True).count() == 0
-    assert replay(order.events.all()) == order_state(
-        Order.objects.select_related("instrument", "account").get(pk=order_id)
-    )
+    assert_replays(Order.objects.select_related("instrument", "account").get(pk=order_id))

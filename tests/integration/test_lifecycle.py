@@ -1,31 +1,14 @@
 """Order life-cycle paths that need no worker: the services called directly, in one
 transaction per test (nothing is published)."""
 
-from decimal import Decimal
-
 import pytest
 
 from brokers.models import SimOrder
 from brokers.registry import venue_for
 from orders.models import Order
+from tests.helpers import eur_usd_market, submit
 
 pytestmark = pytest.mark.django_db
-
-D = Decimal
-
-
-def submit(api, **body):
-    defaults = {
-        "account": "ACC-1",
-        "symbol": "EUR_USD",
-        "side": "buy",
-        "type": "market",
-        "quantity": "100000",
-        "time_in_force": "gtc",
-    }
-    response = api.post("/api/v1/orders/", {**defaults, **body}, format="json")
-    assert response.status_code in (200, 201), response.content
-    return response.json()
 
 
 def test_day_order_not_yet_sent_expires_locally(api, instruments):
@@ -52,9 +35,7 @@ def test_cancel_while_the_submission_is_in_flight_waits_for_the_venue(api, instr
     from orders import services
     from orders.services import SubmitInFlight
 
-    venue_for("sim").set_quote(
-        "EUR_USD", bid=D("1.08490"), ask=D("1.08500"), bid_size=D("100000"), ask_size=D("100000")
-    )
+    eur_usd_market()
     order_id = submit(api, type="limit", limit_price="1.08000")["id"]
     # given the order is pending_submit (a worker is talking to the venue)
     from django.db import transaction
@@ -93,7 +74,9 @@ def test_the_simulated_market_is_deterministic_for_a_seed(instruments):
         venue = SimulatedVenue(config={"SEED": seed})
         for _ in range(25):
             venue.step_market(["EUR_USD", "BTC_USD"])
-        return sorted(SimQuote.objects.values_list("symbol", "seq", "bid", "ask", "bid_size", "ask_size"))
+        return sorted(
+            SimQuote.objects.values_list("symbol", "seq", "bid", "ask", "bid_size", "ask_size")
+        )
 
     first = run(11)
     assert first == run(11)

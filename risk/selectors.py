@@ -1,0 +1,233 @@
+"""Reads of the risk app: the limits and trading state that apply to an order, and the
+snapshot the pure checks run on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet, Sum
+
+from brokers.registry import venue_for
+from orders.models import Account, Fill, Instrument, Order
+from orders.states import OPEN
+
+from . import checks
+from .models import RateLimitOverride, RiskEvent, RiskLimit, Scope, TradingMode, TradingState
+from .ratelimit import Bucket
+
+# Rules that need positions, open orders or prices: the snapshot reads them only when one of
+# these is configured for the order, so an account without such limits pays nothing.
+NEEDS_POSITIONS = {
+    checks.MAX_POSITION,
+    checks.MAX_GROSS_EXPOSURE,
+    checks.MAX_NET_EXPOSURE,
+    checks.REDUCE_ONLY,
+}
+NEEDS_ALL_POSITIONS = {checks.MAX_GROSS_EXPOSURE, checks.MAX_NET_EXPOSURE}
+NEEDS_QUOTE = {
+    checks.MAX_ORDER_NOTIONAL,
+    checks.PRICE_COLLAR_PCT,
+    checks.PRICE_COLLAR_TICKS,
+    checks.MAX_GROSS_EXPOSURE,
+    checks.MAX_NET_EXPOSURE,
+}
+
+MODE_RANK = {TradingMode.ACTIVE: 0, TradingMode.REDUCING: 1, TradingMode.HALTED: 2}
+
+
+def scope_filter(*, account: str, strategy_id: str, symbol: str) -> Q:
+    """The (scope, target) pairs that apply to an order."""
+    condition = Q(scope=Scope.GLOBAL) | Q(scope=Scope.ACCOUNT, target=account)
+    condition |= Q(scope=Scope.SYMBOL, target=symbol)
+    if strategy_id:
+        condition |= Q(scope=Scope.STRATEGY, target=strategy_id)
+    return condition
+
+
+def limits_for(*, account: str, strategy_id: str, symbol: str) -> list[checks.Limit]:
+    rows = RiskLimit.objects.filter(active=True).filter(
+        scope_filter(account=account, strategy_id=strategy_id, symbol=symbol)
+    )
+    return [
+        checks.Limit(
+            rule=row.rule,
+            value=row.value,
+            scope=row.scope,
+            target=row.target,
+            symbols=frozenset(row.symbols or ()),
+        )
+        for row in rows
+    ]
+
+
+def trading_state_for(*, account: str, strategy_id: str, symbol: str) -> TradingState | None:
+    """The strictest non-active state that applies (halted before reducing), or None."""
+    states = TradingState.objects.filter(
+        scope_filter(account=account, strategy_id=strategy_id, symbol=symbol)
+    ).exclude(mode=TradingMode.ACTIVE)
+    strictest = None
+    for state in states:
+        if strictest is None or MODE_RANK[state.mode] > MODE_RANK[strictest.mode]:
+            strictest = state
+    return strictest
+
+
+def _signed_fills(fills: QuerySet[Fill]) -> dict[str, Decimal]:
+    positions: dict[str, Decimal] = {}
+    for row in fills.values("instrument__symbol", "side").annotate(total=Sum("quantity")):
+        signed = row["total"] if row["side"] == "buy" else -row["total"]
+        symbol = row["instrument__symbol"]
+        positions[symbol] = positions.get(symbol, Decimal(0)) + signed
+    return positions
+
+
+def account_positions(
+    account: Account, *, symbols: Iterable[str] | None = None, strategy_id: str | None = None
+) -> dict[str, Decimal]:
+    """Signed quantity per symbol: the sum of the account's fills (optionally one strategy's)."""
+    fills = Fill.objects.filter(account=account)
+    if symbols is not None:
+        fills = fills.filter(instrument__symbol__in=list(symbols))
+    if strategy_id is not None:
+        fills = fills.filter(order__strategy_id=strategy_id)
+    return {symbol: qty for symbol, qty in _signed_fills(fills).items() if qty != 0}
+
+
+def open_order_totals(account: Account) -> tuple[dict[str, Decimal], dict[str, Decimal], int]:
+    buys: dict[str, Decimal] = {}
+    sells: dict[str, Decimal] = {}
+    count = 0
+    rows = (
+        Order.objects.filter(account=account, status__in=list(OPEN))
+        .values("instrument__symbol", "side")
+        .annotate(remaining=Sum("remaining_quantity"), n=Count("id"))
+    )
+    for row in rows:
+        target = buys if row["side"] == "buy" else sells
+        target[row["instrument__symbol"]] = row["remaining"]
+        count += row["n"]
+    return buys, sells, count
+
+
+def _conversion(
+    instrument: Instrument, account_currency: str, quotes: dict[str, checks.Quote], venue: str
+) -> Decimal | None:
+    """One unit of the instrument's quote currency in the account currency, from the mid of
+    the pair that links them (EUR_USD for EUR in USD; 1 / USD_JPY mid for JPY in USD)."""
+    quote_currency = instrument.quote_currency
+    if quote_currency == account_currency:
+        return Decimal(1)
+    direct, inverse = f"{quote_currency}_{account_currency}", f"{account_currency}_{quote_currency}"
+    for pair, invert in ((direct, False), (inverse, True)):
+        if pair not in quotes:
+            if not Instrument.objects.filter(symbol=pair).exists():
+                continue
+            quotes.update(_quotes(venue, [pair]))
+        quote = quotes.get(pair)
+        if quote is not None:
+            return (Decimal(1) / quote.mid) if invert else quote.mid
+    return None
+
+
+def _quotes(venue: str, symbols: list[str]) -> dict[str, checks.Quote]:
+    if not symbols:
+        return {}
+    found = venue_for(venue).quotes(symbols)
+    return {symbol: checks.Quote(bid=q.bid, ask=q.ask) for symbol, q in found.items()}
+
+
+def snapshot_for(
+    *,
+    account: Account,
+    instrument: Instrument,
+    strategy_id: str,
+    venue: str,
+    limits: list[checks.Limit],
+    reducing: bool,
+) -> checks.Snapshot:
+    """Everything the checks need for this order, and nothing they do not."""
+    rules = {limit.rule for limit in limits}
+    if reducing:
+        rules.add(checks.REDUCE_ONLY)
+    symbol = instrument.symbol
+    positions: dict[str, Decimal] = {}
+    strategy_positions: dict[str, Decimal] = {}
+    buys: dict[str, Decimal] = {}
+    sells: dict[str, Decimal] = {}
+    count = 0
+    if rules & NEEDS_POSITIONS:
+        positions = account_positions(
+            account, symbols=None if rules & NEEDS_ALL_POSITIONS else [symbol]
+        )
+        buys, sells, count = open_order_totals(account)
+        if strategy_id and any(
+            lim.rule == checks.MAX_POSITION and lim.scope == Scope.STRATEGY for lim in limits
+        ):
+            strategy_positions = account_positions(
+                account, symbols=[symbol], strategy_id=strategy_id
+            )
+    elif checks.MAX_OPEN_ORDERS in rules:
+        count = Order.objects.filter(account=account, status__in=list(OPEN)).count()
+    quotes: dict[str, checks.Quote] = {}
+    conversions: dict[str, Decimal] = {}
+    if rules & NEEDS_QUOTE:
+        symbols = {symbol}
+        if rules & NEEDS_ALL_POSITIONS:
+            symbols |= set(positions)
+        quotes = _quotes(venue, sorted(symbols))
+        instruments = {i.symbol: i for i in Instrument.objects.filter(symbol__in=symbols)}
+        for name, held in instruments.items():
+            rate = _conversion(held, account.currency, quotes, venue)
+            if rate is not None:
+                conversions[name] = rate
+    return checks.Snapshot(
+        limits=tuple(limits),
+        positions=positions,
+        strategy_positions=strategy_positions,
+        open_buy=buys,
+        open_sell=sells,
+        open_order_count=count,
+        quotes=quotes,
+        to_account_currency=conversions,
+        reducing=reducing,
+    )
+
+
+def rate_buckets(*, user: Any, account: Account) -> list[Bucket]:
+    """Per trader (default or the user's override), plus the account's own when it has one."""
+    overrides = {
+        (row.user_id, row.account_id): row.orders_per_minute
+        for row in RateLimitOverride.objects.filter(Q(user_id=user.pk) | Q(account=account))
+    }
+    per_user = overrides.get((user.pk, None), settings.RISK_ORDERS_PER_MINUTE)
+    buckets = [Bucket(key=f"ratelimit:user:{user.pk}", per_minute=per_user)]
+    if (None, account.pk) in overrides:
+        buckets.append(
+            Bucket(key=f"ratelimit:account:{account.pk}", per_minute=overrides[(None, account.pk)])
+        )
+    return buckets
+
+
+def risk_events_visible_to(user: Any) -> QuerySet[RiskEvent]:
+    from orders.selectors import accounts_readable_by, user_reads_all_accounts
+
+    events = RiskEvent.objects.all()
+    if user_reads_all_accounts(user):
+        return events
+    codes = list(accounts_readable_by(user).values_list("code", flat=True))
+    return events.filter(account__in=codes)
+
+
+def limits_visible_to(user: Any) -> QuerySet[RiskLimit]:
+    """Risk and compliance see every limit; a trader the global, strategy and symbol limits
+    and those of the accounts granted to them."""
+    from orders.selectors import accounts_readable_by, user_reads_all_accounts
+
+    limits = RiskLimit.objects.all()
+    if user_reads_all_accounts(user):
+        return limits
+    codes = list(accounts_readable_by(user).values_list("code", flat=True))
+    return limits.filter(~Q(scope=Scope.ACCOUNT) | Q(target__in=codes))

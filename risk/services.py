@@ -1,0 +1,382 @@
+"""Every write of the risk app, and the pre-trade gate every order passes.
+
+The gate runs inside `orders.services.order_submit` and `order_modify`, so every entry point
+(API, batch, admin, algorithms, the Python client) passes the same checks, in this order:
+rate limit, trading state, limits. A snapshot that cannot be read refuses the order.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any
+
+import redis
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from brokers.base import VenueError
+from orders.models import Account, Instrument, Order
+from orders.states import OPEN
+
+from . import checks, selectors
+from .exceptions import RateLimited, RiskUnavailable, TradingHalted
+from .models import RiskEvent, Scope, TradingMode, TradingState
+from .ratelimit import admit
+
+logger = logging.getLogger(__name__)
+
+
+def risk_event_record(
+    *,
+    kind: str,
+    actor: str,
+    reason: str = "",
+    scope: str = "",
+    target: str = "",
+    account: str = "",
+    order_id: Any = None,
+    correlation_id: str = "",
+    data: dict[str, Any] | None = None,
+) -> RiskEvent:
+    return RiskEvent.objects.create(
+        kind=kind,
+        actor=actor,
+        reason=reason,
+        scope=scope,
+        target=target,
+        account=account,
+        order_id=order_id,
+        correlation_id=correlation_id,
+        data=data or {},
+    )
+
+
+# --- the pre-trade gate ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GateRequest:
+    account: Account
+    instrument: Instrument
+    side: str
+    type: str
+    quantity: Decimal
+    limit_price: Decimal | None
+    stop_price: Decimal | None
+    strategy_id: str
+    venue: str
+    reduce_only: bool = False
+    # A modify: the order being changed, whose own remaining quantity the snapshot excludes.
+    replacing: Order | None = None
+    open_adjustment: dict[str, Any] = field(default_factory=dict)
+
+
+def order_rate_limit(*, user: Any, account: Account, actor: str, correlation_id: str = "") -> None:
+    """Count one order for the trader; raises RateLimited (not counted) when over, and
+    RiskUnavailable when Redis cannot be reached (fail safe)."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return
+    try:
+        wait = admit(selectors.rate_buckets(user=user, account=account))
+    except redis.RedisError as error:
+        _refusal(
+            kind="risk_unavailable",
+            actor=actor,
+            account=account.code,
+            reason=f"rate limiter unreachable: {error}",
+            correlation_id=correlation_id,
+        )
+        raise RiskUnavailable(
+            "risk checks unavailable (rate limiter unreachable): order refused"
+        ) from error
+    if wait:
+        retry_after = max(1, math.ceil(wait))
+        _refusal(
+            kind="rate_limited",
+            actor=actor,
+            account=account.code,
+            reason=f"order rate limit reached; retry after {retry_after} s",
+            correlation_id=correlation_id,
+        )
+        raise RateLimited(f"too many orders: retry after {retry_after} s", retry_after=retry_after)
+
+
+def _refusal(**fields: Any) -> None:
+    """Record a refusal; a failure to record must not turn a refusal into an acceptance."""
+    try:
+        risk_event_record(**fields)
+    except DatabaseError:
+        logger.exception("could not record a risk refusal", extra={"kind": fields.get("kind")})
+
+
+def order_trading_state_check(
+    request: GateRequest, *, actor: str, correlation_id: str = ""
+) -> bool:
+    """Raises TradingHalted when a halted scope applies (reduce-only orders of the kill switch
+    pass). Answers whether a `reducing` state applies."""
+    state = selectors.trading_state_for(
+        account=request.account.code,
+        strategy_id=request.strategy_id,
+        symbol=request.instrument.symbol,
+    )
+    if state is None:
+        return False
+    if state.mode == TradingMode.HALTED and not request.reduce_only:
+        where = state.scope if state.scope == Scope.GLOBAL else f"{state.scope} {state.target}"
+        _refusal(
+            kind="order_refused_halted",
+            actor=actor,
+            account=request.account.code,
+            scope=state.scope,
+            target=state.target,
+            reason=state.reason,
+            correlation_id=correlation_id,
+            data={
+                "symbol": request.instrument.symbol,
+                "side": request.side,
+                "quantity": checks._plain(request.quantity),
+            },
+        )
+        raise TradingHalted(f"trading is halted ({where}): {state.reason or 'no reason given'}")
+    return True
+
+
+def order_limit_breaches(request: GateRequest, *, reducing: bool) -> list[checks.Breach]:
+    """Every limit the order breaches (empty: it passes). Raises RiskUnavailable when the
+    snapshot cannot be read."""
+    symbol = request.instrument.symbol
+    try:
+        limits = selectors.limits_for(
+            account=request.account.code, strategy_id=request.strategy_id, symbol=symbol
+        )
+        if not limits and not reducing:
+            return []
+        snapshot = selectors.snapshot_for(
+            account=request.account,
+            instrument=request.instrument,
+            strategy_id=request.strategy_id,
+            venue=request.venue,
+            limits=limits,
+            reducing=reducing,
+        )
+    except (DatabaseError, VenueError, redis.RedisError) as error:
+        raise RiskUnavailable(f"risk snapshot unavailable ({error}): order refused") from error
+    if request.replacing is not None:
+        snapshot = _without_order(snapshot, request.replacing)
+    proposed = checks.ProposedOrder(
+        account=request.account.code,
+        symbol=symbol,
+        side=request.side,
+        type=request.type,
+        quantity=request.quantity,
+        tick_size=request.instrument.tick_size,
+        strategy_id=request.strategy_id,
+        limit_price=request.limit_price,
+        stop_price=request.stop_price,
+    )
+    return checks.check_order(proposed, snapshot)
+
+
+def _without_order(snapshot: checks.Snapshot, order: Order) -> checks.Snapshot:
+    """The snapshot as if `order` were not working: a modify replaces it."""
+    if order.status not in OPEN:
+        return snapshot
+    symbol = order.instrument.symbol
+    side_totals = dict(snapshot.open_buy if order.side == "buy" else snapshot.open_sell)
+    if symbol in side_totals:
+        side_totals[symbol] = max(Decimal(0), side_totals[symbol] - order.remaining_quantity)
+    changes: dict[str, Any] = {"open_order_count": max(0, snapshot.open_order_count - 1)}
+    changes["open_buy" if order.side == "buy" else "open_sell"] = side_totals
+    return replace(snapshot, **changes)
+
+
+def reasons_of(breaches: list[checks.Breach]) -> list[dict[str, Any]]:
+    return [breach.as_dict() for breach in breaches]
+
+
+# --- trading state and the kill switch -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HaltResult:
+    state: TradingState
+    cancelled: int
+    flatten_order_ids: list[str]
+
+
+def _check_target(scope: str, target: str) -> str:
+    from orders.exceptions import OrderValidationError
+
+    if scope not in Scope.values:
+        raise OrderValidationError("validation_error", "scope", f"one of {', '.join(Scope.values)}")
+    if scope == Scope.GLOBAL:
+        return ""
+    if not target:
+        raise OrderValidationError("validation_error", "target", f"required for scope {scope}")
+    if scope == Scope.ACCOUNT and not Account.objects.filter(code=target).exists():
+        raise OrderValidationError("validation_error", "target", f"no account {target}")
+    if scope == Scope.SYMBOL and not Instrument.objects.filter(symbol=target).exists():
+        raise OrderValidationError("validation_error", "target", f"no symbol {target}")
+    return target
+
+
+def open_orders_in_scope(scope: str, target: str):  # type: ignore[no-untyped-def]
+    orders = Order.objects.filter(status__in=list(OPEN))
+    if scope == Scope.ACCOUNT:
+        orders = orders.filter(account__code=target)
+    elif scope == Scope.STRATEGY:
+        orders = orders.filter(strategy_id=target)
+    elif scope == Scope.SYMBOL:
+        orders = orders.filter(instrument__symbol=target)
+    return orders.order_by("created_at")
+
+
+def trading_halt(
+    *,
+    scope: str,
+    target: str = "",
+    reason: str,
+    actor: str,
+    mode: str = TradingMode.HALTED,
+    cancel_open_orders: bool = False,
+    flatten: bool = False,
+    correlation_id: str = "",
+) -> HaltResult:
+    """Stop trading for a scope at once: new orders and modifies are refused (423), and orders
+    queued but not yet sent are refused by the worker before it calls the venue. Optionally
+    cancel the scope's open orders, and flatten its positions with reduce-only market orders
+    (flattening cancels open orders first, so nothing reopens them)."""
+    from orders import services as order_services
+
+    target = _check_target(scope, target)
+    if mode not in (TradingMode.HALTED, TradingMode.REDUCING):
+        raise ValueError(f"mode must be halted or reducing, not {mode}")
+    with transaction.atomic():
+        state, _ = TradingState.objects.update_or_create(
+            scope=scope,
+            target=target,
+            defaults={
+                "mode": mode,
+                "reason": reason,
+                "changed_by": actor,
+                "changed_at": timezone.now(),
+            },
+        )
+        risk_event_record(
+            kind="halt" if mode == TradingMode.HALTED else "reduce_only",
+            actor=actor,
+            scope=scope,
+            target=target,
+            account=target if scope == Scope.ACCOUNT else "",
+            reason=reason,
+            correlation_id=correlation_id,
+            data={"cancel_open_orders": cancel_open_orders, "flatten": flatten},
+        )
+    cancelled = 0
+    if cancel_open_orders or flatten:
+        done = order_services.order_cancel_many(
+            orders=open_orders_in_scope(scope, target).exclude(reduce_only=True),
+            actor=actor,
+            correlation_id=correlation_id,
+            reason=f"kill switch: {reason}",
+        )
+        cancelled = len(done)
+        risk_event_record(
+            kind="cancel_open_orders",
+            actor=actor,
+            scope=scope,
+            target=target,
+            account=target if scope == Scope.ACCOUNT else "",
+            reason=reason,
+            correlation_id=correlation_id,
+            data={"cancelled": cancelled, "order_ids": [str(o.id) for o in done]},
+        )
+    flatten_ids = (
+        positions_flatten(
+            scope=scope, target=target, reason=reason, actor=actor, correlation_id=correlation_id
+        )
+        if flatten
+        else []
+    )
+    logger.warning("trading %s", mode, extra={"scope": scope, "target": target, "actor": actor})
+    return HaltResult(state=state, cancelled=cancelled, flatten_order_ids=flatten_ids)
+
+
+def positions_flatten(
+    *, scope: str, target: str, reason: str, actor: str, correlation_id: str = ""
+) -> list[str]:
+    """Submit a reduce-only market order against every position in the scope."""
+    from orders import services as order_services
+    from orders.validation import OrderTerms
+
+    accounts = Account.objects.all()
+    if scope == Scope.ACCOUNT:
+        accounts = accounts.filter(code=target)
+    order_ids: list[str] = []
+    for account in accounts.order_by("code"):
+        positions = selectors.account_positions(
+            account,
+            symbols=[target] if scope == Scope.SYMBOL else None,
+            strategy_id=target if scope == Scope.STRATEGY else None,
+        )
+        for symbol, quantity in sorted(positions.items()):
+            terms = OrderTerms(
+                symbol=symbol,
+                side="sell" if quantity > 0 else "buy",
+                type="market",
+                time_in_force="gtc",
+                quantity=abs(quantity),
+                strategy_id=target if scope == Scope.STRATEGY else "",
+                metadata={"flatten": True, "reason": reason},
+            )
+            result = order_services.order_submit(
+                account=account,
+                terms=terms,
+                user=None,
+                actor=actor,
+                correlation_id=correlation_id,
+                reduce_only=True,
+            )
+            order_ids.append(str(result.order.id))
+    risk_event_record(
+        kind="flatten",
+        actor=actor,
+        scope=scope,
+        target=target,
+        account=target if scope == Scope.ACCOUNT else "",
+        reason=reason,
+        correlation_id=correlation_id,
+        data={"order_ids": order_ids},
+    )
+    return order_ids
+
+
+def trading_resume(
+    *, scope: str, target: str = "", reason: str, actor: str, correlation_id: str = ""
+) -> TradingState:
+    """Manual override: the scope trades again."""
+    target = _check_target(scope, target)
+    with transaction.atomic():
+        state, _ = TradingState.objects.update_or_create(
+            scope=scope,
+            target=target,
+            defaults={
+                "mode": TradingMode.ACTIVE,
+                "reason": reason,
+                "changed_by": actor,
+                "changed_at": timezone.now(),
+            },
+        )
+        risk_event_record(
+            kind="resume",
+            actor=actor,
+            scope=scope,
+            target=target,
+            account=target if scope == Scope.ACCOUNT else "",
+            reason=reason,
+            correlation_id=correlation_id,
+        )
+    return state

@@ -1,0 +1,152 @@
+"""The kill switch and the rate limiter on real processes: a worker that finds orders queued
+before a halt, and two web processes sharing one trader's order rate."""
+
+import os
+import socket
+import subprocess
+import sys
+from decimal import Decimal
+
+import httpx
+import pytest
+from django.conf import settings
+
+from brokers.models import SimOrder
+from brokers.registry import venue_for
+from orders.models import Order
+from risk import services as risk_services
+from risk.models import RateLimitOverride
+from tests.workers import ROOT, Worker, wait_for, worker_database_url
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
+
+D = Decimal
+
+
+@pytest.fixture
+def quoted(instruments):
+    venue_for("sim").set_quote(
+        "EUR_USD",
+        bid=D("1.08490"),
+        ask=D("1.08500"),
+        bid_size=D("100000000"),
+        ask_size=D("100000000"),
+    )
+
+
+def test_halt_reaches_orders_already_queued(api, quoted):
+    # given orders accepted and queued while no worker runs
+    ids = []
+    for n in range(5):
+        response = api.post(
+            "/api/v1/orders/",
+            {
+                "account": "ACC-1",
+                "client_order_id": f"q-{n}",
+                "symbol": "EUR_USD",
+                "side": "buy",
+                "type": "market",
+                "quantity": "1000",
+            },
+            format="json",
+        )
+        assert response.status_code == 201
+        ids.append(response.json()["id"])
+    # when trading is halted before any worker picks them up
+    risk_services.trading_halt(scope="global", reason="runaway strategy", actor="user:rita")
+    worker = Worker()
+    try:
+        # then every one is refused by the worker, and none reaches the venue
+        wait_for(
+            lambda: Order.objects.filter(pk__in=ids, status="rejected").count() == 5,
+            message="the queued orders to be refused",
+        )
+    finally:
+        worker.stop()
+    assert SimOrder.objects.count() == 0
+    assert all(
+        o.reject_reason.startswith("trading halted (global)")
+        for o in Order.objects.filter(pk__in=ids)
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class WebProcess:
+    def __init__(self) -> None:
+        self.port = _free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": worker_database_url(),
+            "REDIS_URL": settings.REDIS_URL,
+            "LOG_LEVEL": "WARNING",
+        }
+        self.process = subprocess.Popen(  # noqa: S603
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "tradingsite.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+
+        def answers():
+            try:
+                return httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(answers, timeout=30, message="the web process")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def test_rate_limit_holds_across_two_web_processes(trader, quoted):
+    # given one trader limited to 10 orders a minute, and two web processes
+    RateLimitOverride.objects.create(user=trader, orders_per_minute=10)
+    webs = [WebProcess(), WebProcess()]
+    headers = {"Authorization": f"Token {trader.auth_token.key}"}
+    try:
+        # when 16 orders arrive, alternating between the processes
+        statuses = []
+        for n in range(16):
+            web = webs[n % 2]
+            response = httpx.post(
+                f"{web.url}/api/v1/orders/",
+                headers=headers,
+                timeout=10,
+                json={
+                    "client_order_id": f"x-{n}",
+                    "symbol": "EUR_USD",
+                    "side": "buy",
+                    "type": "limit",
+                    "quantity": "1000",
+                    "limit_price": "1.08000",
+                },
+            )
+            statuses.append(response.status_code)
+            if response.status_code == 429:
+                assert int(response.headers["Retry-After"]) >= 1
+    finally:
+        for web in webs:
+            web.stop()
+    # then exactly 10 were accepted in all, and both processes refused the rest
+    assert statuses == [201] * 10 + [429] * 6
+    assert Order.objects.count() == 10
