@@ -84,6 +84,11 @@ class Account(models.Model):
     code = models.CharField(max_length=32, unique=True)
     name = models.CharField(max_length=128, blank=True)
     currency = models.CharField(max_length=8, default="USD")
+    # Moved only by orders.books (fills) and account_cash_move (deposits, withdrawals).
+    cash = models.DecimalField(**AMOUNT, default=Decimal(0))
+    realized_pnl = models.DecimalField(
+        **AMOUNT, default=Decimal(0), help_text="Cumulative, in the account currency."
+    )
     users = models.ManyToManyField(
         settings.AUTH_USER_MODEL,
         related_name="trading_accounts",
@@ -199,6 +204,10 @@ class Fill(models.Model):
     liquidity = models.CharField(max_length=8, choices=Liquidity.choices)
     venue = models.CharField(max_length=32)
     venue_execution_id = models.CharField(max_length=64)
+    # Booking: one unit of the quote currency in the account currency when the fill was
+    # booked, and the P&L it realized (quote currency). Kept so the books rebuild exactly.
+    account_rate = models.DecimalField(**PRICE, default=Decimal(1))
+    realized_pnl = models.DecimalField(**AMOUNT, default=Decimal(0))
     executed_at = models.DateTimeField()
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -279,3 +288,69 @@ class VenueCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.venue} @ {self.cursor}"
+
+
+class Position(models.Model):
+    """Signed quantity and average cost per account and instrument (strategy_id ""), and per
+    account, strategy and instrument for attribution. Moved only by orders.books, in the
+    same transaction as the fill."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="positions")
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="positions")
+    strategy_id = models.CharField(max_length=64, blank=True, default="")
+    quantity = models.DecimalField(**QUANTITY, default=Decimal(0))
+    average_price = models.DecimalField(**PRICE, default=Decimal(0))
+    realized_pnl = models.DecimalField(**AMOUNT, default=Decimal(0), help_text="Quote currency.")
+    commission = models.DecimalField(**AMOUNT, default=Decimal(0))
+    commission_currency = models.CharField(max_length=8, blank=True, default="")
+    opened_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["account_id", "instrument_id", "strategy_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "instrument", "strategy_id"], name="position_unique_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.instrument_id} {self.quantity}"
+
+
+class CashMovement(models.Model):
+    """Deposits and withdrawals: with the fills, they are everything that moves cash."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="cash_movements")
+    amount = models.DecimalField(**AMOUNT)  # signed, account currency
+    reason = models.CharField(max_length=200)
+    actor = models.CharField(max_length=128)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at"]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.amount}"
+
+
+class AccountSnapshot(models.Model):
+    """The books at the daily cut-off: the base of daily P&L and drawdown."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="snapshots")
+    trading_day = models.DateField()
+    cash = models.DecimalField(**AMOUNT)
+    equity = models.DecimalField(**AMOUNT)
+    realized_pnl = models.DecimalField(**AMOUNT, help_text="Cumulative at the cut-off.")
+    gross_exposure = models.DecimalField(**AMOUNT, default=Decimal(0))
+    net_exposure = models.DecimalField(**AMOUNT, default=Decimal(0))
+    taken_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-trading_day"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "trading_day"], name="snapshot_unique_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.trading_day}"

@@ -34,7 +34,7 @@ from risk import services as risk_services
 from risk.exceptions import RiskRejected
 from risk.selectors import trading_state_for
 
-from . import actors, outbox
+from . import actors, books, outbox
 from .exceptions import DuplicateClientOrderId, InvalidTransition, OrderValidationError
 from .lock_objects import order_for_update
 from .models import Account, Fill, Order, OrderEvent
@@ -849,13 +849,16 @@ def _cancel_requested_for_expiry(order: Order) -> bool:
 
 
 def _fill_apply(order: Order, report: ExecutionReport, correlation_id: str) -> int:
-    """Book one execution: the fill row, the order's quantities and average price, one event.
-    Runs inside the caller's transaction with the order locked; later steps of the booking
-    (positions, cash) belong here, in the same transaction."""
+    """Book one execution: the fill row, the order's quantities and average price, the
+    positions, cash and realized P&L (orders.books), one event. Runs inside the caller's
+    transaction with the order locked, so a fill is booked completely or not at all."""
     assert report.quantity is not None and report.price is not None
     if Fill.objects.filter(venue=report.venue, venue_execution_id=report.execution_id).exists():
         return 0
     quantity, price = report.quantity, report.price
+    commission, commission_currency = books.fill_commission(
+        order, venue=report.venue, quantity=quantity, price=price
+    )
     fill = Fill.objects.create(
         order=order,
         account_id=order.account_id,
@@ -863,8 +866,9 @@ def _fill_apply(order: Order, report: ExecutionReport, correlation_id: str) -> i
         side=order.side,
         quantity=quantity,
         price=price,
-        commission=Decimal(0),
-        commission_currency=order.instrument.quote_currency,
+        commission=commission,
+        commission_currency=commission_currency,
+        account_rate=books.account_rate(order.instrument.quote_currency, order.account),
         liquidity=report.liquidity or "taker",
         venue=report.venue,
         venue_execution_id=report.execution_id,
@@ -873,11 +877,15 @@ def _fill_apply(order: Order, report: ExecutionReport, correlation_id: str) -> i
     filled = order.filled_quantity + quantity
     previous_notional = (order.average_fill_price or Decimal(0)) * order.filled_quantity
     average = ((previous_notional + quantity * price) / filled).quantize(PRICE_QUANTUM)
+    booking = books.fill_book(fill, order)
     changes: dict[str, Any] = {
         "filled_quantity": filled,
         "average_fill_price": average,
+        "commission": order.commission + commission,
     }
     data = {
+        "realized_pnl": encode(booking.realized),
+        "commission": encode(commission),
         "fill_id": str(fill.id),
         "execution_id": report.execution_id,
         "quantity": encode(quantity),

@@ -279,7 +279,7 @@ def _reference_price(order: ProposedOrder, snapshot: Snapshot) -> tuple[Decimal 
     quote = snapshot.quotes.get(order.symbol)
     if quote is None:
         return None, f"no quote for {order.symbol}"
-    return quote.mid, ""
+    return (quote.ask if order.side == "buy" else quote.bid), ""
 
 
 def _rate(snapshot: Snapshot, symbol: str) -> Decimal | None:
@@ -526,7 +526,7 @@ def _check_collar_ticks(
 def _check_blocked(order: ProposedOrder, limits: Sequence[Limit]) -> Breach | None:
     for limit in limits:
         # An applicable symbol-scoped limit targets the order's symbol.
-        if order.symbol in limit.symbols or limit.scope == "symbol":
+        if order.symbol in limit.symbols:
             return Breach(
                 code=SYMBOL_BLOCKED,
                 message=f"symbol {order.symbol} is blocked",

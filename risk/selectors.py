@@ -10,8 +10,10 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum
 
+from brokers.base import Quote as VenueQuote
+from brokers.marketdata import conversion_rate
 from brokers.registry import venue_for
-from orders.models import Account, Fill, Instrument, Order
+from orders.models import Account, Instrument, Order, Position
 from orders.states import OPEN
 
 from . import checks
@@ -75,25 +77,16 @@ def trading_state_for(*, account: str, strategy_id: str, symbol: str) -> Trading
     return strictest
 
 
-def _signed_fills(fills: QuerySet[Fill]) -> dict[str, Decimal]:
-    positions: dict[str, Decimal] = {}
-    for row in fills.values("instrument__symbol", "side").annotate(total=Sum("quantity")):
-        signed = row["total"] if row["side"] == "buy" else -row["total"]
-        symbol = row["instrument__symbol"]
-        positions[symbol] = positions.get(symbol, Decimal(0)) + signed
-    return positions
-
-
 def account_positions(
     account: Account, *, symbols: Iterable[str] | None = None, strategy_id: str | None = None
 ) -> dict[str, Decimal]:
-    """Signed quantity per symbol: the sum of the account's fills (optionally one strategy's)."""
-    fills = Fill.objects.filter(account=account)
+    """Signed quantity per symbol from the books (the account's, or one strategy's)."""
+    rows = Position.objects.filter(account=account, strategy_id=strategy_id or "").exclude(
+        quantity=0
+    )
     if symbols is not None:
-        fills = fills.filter(instrument__symbol__in=list(symbols))
-    if strategy_id is not None:
-        fills = fills.filter(order__strategy_id=strategy_id)
-    return {symbol: qty for symbol, qty in _signed_fills(fills).items() if qty != 0}
+        rows = rows.filter(instrument__symbol__in=list(symbols))
+    return dict(rows.values_list("instrument__symbol", "quantity"))
 
 
 def open_order_totals(account: Account) -> tuple[dict[str, Decimal], dict[str, Decimal], int]:
@@ -112,24 +105,10 @@ def open_order_totals(account: Account) -> tuple[dict[str, Decimal], dict[str, D
     return buys, sells, count
 
 
-def _conversion(
-    instrument: Instrument, account_currency: str, quotes: dict[str, checks.Quote], venue: str
-) -> Decimal | None:
-    """One unit of the instrument's quote currency in the account currency, from the mid of
-    the pair that links them (EUR_USD for EUR in USD; 1 / USD_JPY mid for JPY in USD)."""
-    quote_currency = instrument.quote_currency
-    if quote_currency == account_currency:
-        return Decimal(1)
-    direct, inverse = f"{quote_currency}_{account_currency}", f"{account_currency}_{quote_currency}"
-    for pair, invert in ((direct, False), (inverse, True)):
-        if pair not in quotes:
-            if not Instrument.objects.filter(symbol=pair).exists():
-                continue
-            quotes.update(_quotes(venue, [pair]))
-        quote = quotes.get(pair)
-        if quote is not None:
-            return (Decimal(1) / quote.mid) if invert else quote.mid
-    return None
+def _venue_quote(quote: checks.Quote) -> VenueQuote:
+    return VenueQuote(
+        symbol="", bid=quote.bid, ask=quote.ask, bid_size=Decimal(0), ask_size=Decimal(0), seq=0
+    )
 
 
 def _quotes(venue: str, symbols: list[str]) -> dict[str, checks.Quote]:
@@ -179,8 +158,11 @@ def snapshot_for(
             symbols |= set(positions)
         quotes = _quotes(venue, sorted(symbols))
         instruments = {i.symbol: i for i in Instrument.objects.filter(symbol__in=symbols)}
+        shared = {name: _venue_quote(q) for name, q in quotes.items()}
         for name, held in instruments.items():
-            rate = _conversion(held, account.currency, quotes, venue)
+            rate = conversion_rate(
+                held.quote_currency, account.currency, quotes=shared, venue=venue
+            )
             if rate is not None:
                 conversions[name] = rate
     return checks.Snapshot(

@@ -194,6 +194,21 @@ RISK_ORDERS_PER_MINUTE = env.int("RISK_ORDERS_PER_MINUTE", default=100)
 VENUE_MODE = env.str("VENUE_MODE", default="sim")  # sim | practice | live
 VENUE_LIVE_OPT_IN = env.bool("VENUE_LIVE_OPT_IN", default=False)
 DEFAULT_VENUE = env.str("DEFAULT_VENUE", default="sim")
+# Where marks (unrealized P&L) and currency conversions come from.
+MARKET_DATA_VENUE = env.str("MARKET_DATA_VENUE", default="sim")
+# Commission per venue and asset class: per unit, basis points of notional, minimum, in the
+# instrument's quote currency (decimal strings).
+COMMISSIONS = {
+    "sim": {
+        "fx": {"per_unit": "0", "bps": "0.2", "minimum": "0"},
+        "equity": {"per_unit": "0.005", "bps": "0", "minimum": "1"},
+        "crypto": {"per_unit": "0", "bps": "10", "minimum": "0"},
+    },
+}
+# Margin per asset class (fraction of notional): buying power = equity - margin in use.
+MARGIN_RATES = {"fx": "0.02", "equity": "0.5", "crypto": "1"}
+# The daily cut-off of account snapshots (UTC), the base of daily P&L and drawdown.
+ACCOUNT_SNAPSHOT_CUTOFF_UTC = env.str("ACCOUNT_SNAPSHOT_CUTOFF_UTC", default="22:00")
 SIM_VENUE = {
     "SEED": env.int("SIM_SEED", default=42),
     "LATENCY_MS": env.float("SIM_LATENCY_MS", default=0.0),
