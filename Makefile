@@ -22,7 +22,7 @@ export PORT
 # Extra pytest arguments for `make test`, e.g. make test ARGS='-k orders -x'.
 ARGS ?=
 
-.PHONY: .venv run test lint format clean
+.PHONY: .venv run test bench lint format clean
 
 .venv: $(STAMP)
 
@@ -40,6 +40,10 @@ run: .venv
 
 test: .venv
 	$(PY) -m tests $(ARGS)
+
+# Benchmarks (tests/bench/bench_*.py): figures, not pass/fail timings.
+bench: .venv
+	$(PY) -m tests tests/bench -q -p no:randomly -o python_files='bench_*.py' $(ARGS)
 
 lint: .venv
 	$(VENV)/bin/ruff check .

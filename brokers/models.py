@@ -80,6 +80,9 @@ class SimReport(models.Model):
     limit_price = models.DecimalField(**QUANTITY, null=True, blank=True)
     stop_price = models.DecimalField(**QUANTITY, null=True, blank=True)
     reason = models.CharField(max_length=200, blank=True, default="")
+    # Drift on purpose (SIM_DROP_FILL_REPORT_RATE): the venue filled but never told anyone;
+    # left out of every answer and of the report stream, shown only by order_status.
+    suppressed = models.BooleanField(default=False)
     at = models.DateTimeField(default=timezone.now)
 
     class Meta:

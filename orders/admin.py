@@ -13,7 +13,16 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 from . import actors
-from .models import Account, Fill, Instrument, Order, OrderEvent
+from .models import (
+    Account,
+    AccountSnapshot,
+    CashMovement,
+    Fill,
+    Instrument,
+    Order,
+    OrderEvent,
+    Position,
+)
 from .services import order_cancel_many
 from .states import OrderStatus
 
@@ -231,3 +240,53 @@ class OrderEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     ordering = ("-at", "-id")
     show_full_result_count = False
     list_per_page = 100
+
+
+@admin.register(Position)
+class PositionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Moved only by fills (orders.books); rebuild with manage.py rebuild_positions."""
+
+    list_display = (
+        "account",
+        "instrument",
+        "strategy_id",
+        "quantity",
+        "average_price",
+        "realized_pnl",
+        "commission",
+        "commission_currency",
+        "updated_at",
+    )
+    list_filter = (
+        ("account", admin.RelatedFieldListFilter),
+        ("instrument", admin.RelatedFieldListFilter),
+        "strategy_id",
+    )
+    list_select_related = ("account", "instrument")
+
+
+@admin.register(AccountSnapshot)
+class AccountSnapshotAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "trading_day",
+        "account",
+        "cash",
+        "equity",
+        "realized_pnl",
+        "gross_exposure",
+        "net_exposure",
+        "taken_at",
+    )
+    list_filter = (("account", admin.RelatedFieldListFilter),)
+    date_hierarchy = "trading_day"
+    list_select_related = ("account",)
+
+
+@admin.register(CashMovement)
+class CashMovementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("at", "account", "amount", "reason", "actor")
+    list_filter = (("account", admin.RelatedFieldListFilter),)
+    list_select_related = ("account",)
+
+
+from . import admin_reconciliation  # noqa: E402,F401

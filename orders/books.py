@@ -1,10 +1,12 @@
 """The books: positions, cash and realized P&L, moved by fills in the fill's transaction.
 
-`fill_book` runs inside `services._fill_apply`, with the order row locked; it locks the
-positions it moves (account-level, and the strategy's when the order has one) in primary-key
-order, and moves the account's cash and realized P&L with F() updates, so concurrent fills on
-one account never lose an update. `books_rebuild` replays every fill through the same code and
-must arrive at the same books (a test proves it).
+`fill_book` runs inside `services._fill_apply`, with the order row locked. Lock order, the
+same everywhere (a rebuild takes it too): the account row, then the positions it moves
+(account-level, and the strategy's when the order has one) in primary-key order. Under the
+account lock each fill gets the account's next booking sequence, so fills of one account are
+booked one at a time, in an order a rebuild can replay exactly (average cost depends on it).
+`books_rebuild` replays every fill through the same code and must arrive at the same books
+(tests prove it, concurrent bookings included).
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Sum
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from brokers.marketdata import conversion_rate
 
+from .lock_objects import account_for_update, positions_for_update
 from .models import Account, CashMovement, Fill, Order, Position
 from .pnl import CommissionSchedule, PositionState, apply_fill, signed
 
@@ -85,12 +89,8 @@ def _positions_for_update(order: Order) -> list[Position]:
             strategy_id=strategy_id,
             defaults={"commission_currency": order.instrument.quote_currency},
         )
-    return list(
-        Position.objects.select_for_update()
-        .filter(
-            account_id=order.account_id, instrument_id=order.instrument_id, strategy_id__in=keys
-        )
-        .order_by("pk")
+    return positions_for_update(
+        account_id=order.account_id, instrument_id=order.instrument_id, strategy_ids=keys
     )
 
 
@@ -101,11 +101,15 @@ class Booking:
     realized_account: Decimal  # account currency
 
 
-def fill_book(fill: Fill, order: Order) -> Booking:
+def fill_book(fill: Fill, order: Order, *, booked_seq: int | None = None) -> Booking:
     """Move the positions, cash and realized P&L for one new fill (already saved with its
-    commission and account_rate)."""
+    commission and account_rate), and give it the account's next booking sequence (a rebuild
+    passes the fill's own)."""
     now = timezone.now()
     realized = Decimal(0)
+    account = account_for_update(order.account_id)
+    if booked_seq is None:
+        booked_seq = account.fills_booked + 1
     for position in _positions_for_update(order):
         effect = apply_fill(
             PositionState(position.quantity, position.average_price, position.realized_pnl),
@@ -113,8 +117,13 @@ def fill_book(fill: Fill, order: Order) -> Booking:
             quantity=fill.quantity,
             price=fill.price,
         )
-        if position.quantity == 0 and effect.position.quantity != 0:
+        opened = effect.position.quantity != 0 and (
+            position.quantity == 0 or (position.quantity > 0) != (effect.position.quantity > 0)
+        )
+        if opened:  # a new position, or the new side of a reversal
             position.opened_at = fill.executed_at
+        elif effect.position.quantity == 0:
+            position.opened_at = None
         position.quantity = effect.position.quantity
         position.average_price = _q(effect.position.average_price)
         position.realized_pnl = _q(effect.position.realized_pnl)
@@ -135,10 +144,11 @@ def fill_book(fill: Fill, order: Order) -> Booking:
         if position.strategy_id == "":
             realized = _q(effect.realized)
     booking = booking_of(fill, realized)
-    Fill.objects.filter(pk=fill.pk).update(realized_pnl=realized)
+    Fill.objects.filter(pk=fill.pk).update(realized_pnl=realized, booked_seq=booked_seq)
     Account.objects.filter(pk=order.account_id).update(
         cash=F("cash") + booking.cash_delta,
         realized_pnl=F("realized_pnl") + booking.realized_account,
+        fills_booked=Greatest(F("fills_booked"), booked_seq),
     )
     return booking
 
@@ -176,7 +186,8 @@ def books_rebuild(*, accounts: list[Account] | None = None) -> int:
     targets = accounts if accounts is not None else list(Account.objects.all())
     replayed = 0
     with transaction.atomic():
-        for account in Account.objects.select_for_update().filter(pk__in=[a.pk for a in targets]):
+        locked = Account.objects.select_for_update().filter(pk__in=[a.pk for a in targets])
+        for account in locked.order_by("pk"):
             Position.objects.filter(account=account).delete()
             deposits = CashMovement.objects.filter(account=account).aggregate(total=Sum("amount"))[
                 "total"
@@ -185,9 +196,9 @@ def books_rebuild(*, accounts: list[Account] | None = None) -> int:
             fills = (
                 Fill.objects.filter(account=account)
                 .select_related("order", "order__instrument", "instrument", "account")
-                .order_by("created_at", "id")
+                .order_by("booked_seq", "created_at", "id")
             )
             for fill in fills:
-                fill_book(fill, fill.order)
+                fill_book(fill, fill.order, booked_seq=fill.booked_seq)
                 replayed += 1
     return replayed

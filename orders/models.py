@@ -89,6 +89,9 @@ class Account(models.Model):
     realized_pnl = models.DecimalField(
         **AMOUNT, default=Decimal(0), help_text="Cumulative, in the account currency."
     )
+    fills_booked = models.PositiveBigIntegerField(
+        default=0, help_text="Fills booked so far: the booking sequence of the next fill - 1."
+    )
     users = models.ManyToManyField(
         settings.AUTH_USER_MODEL,
         related_name="trading_accounts",
@@ -207,6 +210,9 @@ class Fill(models.Model):
     # Booking: one unit of the quote currency in the account currency when the fill was
     # booked, and the P&L it realized (quote currency). Kept so the books rebuild exactly.
     account_rate = models.DecimalField(**PRICE, default=Decimal(1))
+    # The order in which the account's fills were booked (under the account's row lock): the
+    # order a rebuild replays them in, since average cost depends on it.
+    booked_seq = models.PositiveBigIntegerField(default=0)
     realized_pnl = models.DecimalField(**AMOUNT, default=Decimal(0))
     executed_at = models.DateTimeField()
     created_at = models.DateTimeField(default=timezone.now)
@@ -224,6 +230,7 @@ class Fill(models.Model):
         indexes = [
             models.Index(fields=["account", "-executed_at"], name="fill_account_executed"),
             models.Index(fields=["order", "executed_at"], name="fill_order_executed"),
+            models.Index(fields=["account", "booked_seq"], name="fill_account_booked"),
         ]
 
     def __str__(self) -> str:
@@ -354,3 +361,6 @@ class AccountSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id} {self.trading_day}"
+
+
+from .models_reconciliation import ReconciliationBreak, ReconciliationRun  # noqa: E402,F401

@@ -64,6 +64,27 @@ SCHEDULE: tuple[ScheduleEntry, ...] = (
         description="Expire GTD and DAY orders past their expire_at.",
     ),
     ScheduleEntry(
+        name=f"{PREFIX} reconcile venues",
+        task="orders.reconcile",
+        every=timedelta(seconds=60),
+        expire_seconds=50,
+        description="Compare orders, fills and positions with each venue; heal or flag.",
+    ),
+    ScheduleEntry(
+        name=f"{PREFIX} evaluate circuit breakers",
+        task="risk.evaluate_breakers",
+        every=timedelta(seconds=5),
+        expire_seconds=10,
+        description="Trip circuit breakers whose condition holds (fills also trigger a run).",
+    ),
+    ScheduleEntry(
+        name=f"{PREFIX} snapshot accounts",
+        task="orders.snapshot_accounts",
+        every=timedelta(seconds=60),
+        expire_seconds=50,
+        description="Take each account's daily snapshot once the cut-off has passed.",
+    ),
+    ScheduleEntry(
         name=f"{PREFIX} prune outbox",
         task="orders.prune_outbox",
         every=timedelta(hours=1),

@@ -878,6 +878,11 @@ def _fill_apply(order: Order, report: ExecutionReport, correlation_id: str) -> i
     previous_notional = (order.average_fill_price or Decimal(0)) * order.filled_quantity
     average = ((previous_notional + quantity * price) / filled).quantize(PRICE_QUANTUM)
     booking = books.fill_book(fill, order)
+    # Circuit breakers look at the books as soon as this fill is committed.
+    account_code = order.account.code
+    transaction.on_commit(
+        lambda: outbox.publish_now("risk.evaluate_breakers", account=account_code)
+    )
     changes: dict[str, Any] = {
         "filled_quantity": filled,
         "average_fill_price": average,

@@ -13,8 +13,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from celery import shared_task
+from celery.signals import worker_ready
 from django.conf import settings
 from django.core.cache import cache
+from kombu.exceptions import OperationalError
 
 from brokers.base import VenueTransientError
 from brokers.registry import venue_names
@@ -135,3 +137,38 @@ def relay_outbox_task() -> int:
 @shared_task(name="orders.prune_outbox", queue="housekeeping", **HOUSEKEEPING)
 def prune_outbox_task() -> int:
     return outbox.prune()
+
+
+@shared_task(name="orders.snapshot_accounts", queue="housekeeping", **HOUSEKEEPING)
+def snapshot_accounts_task() -> int:
+    from .valuation import account_snapshots_take
+
+    return account_snapshots_take()
+
+
+# A pass looks up each order at the venue: more time than housekeeping's other tasks, still
+# far below the visibility timeout. Re-running one is harmless (a run is a snapshot, and its
+# heals go through the idempotent report path), hence acks_late.
+RECONCILE_TASK = {"acks_late": True, "soft_time_limit": 100, "time_limit": 120, "expires": 50}
+
+
+@shared_task(name="orders.reconcile", queue="housekeeping", **RECONCILE_TASK)
+def reconcile_task(trigger: str = "beat", venue_name: str = "") -> dict[str, str]:
+    """Reconcile one venue, or every venue; answers each venue's run status."""
+    from .reconcile import venue_reconcile
+
+    names = [venue_name] if venue_name else venue_names()
+    return {name: venue_reconcile(venue_name=name, trigger=trigger).status for name in names}
+
+
+@worker_ready.connect
+def reconcile_at_worker_start(sender: Any = None, **kwargs: Any) -> None:
+    """A worker that starts publishes one reconciliation pass (trigger "startup"): whatever
+    drifted while no worker ran is found now, not at the next beat. Celery's signal, not a
+    model signal; a broker that cannot take the message only delays the check to beat."""
+    if not settings.RECONCILE_ON_WORKER_START:
+        return
+    try:
+        reconcile_task.apply_async(kwargs={"trigger": "startup"}, queue="housekeeping")
+    except OperationalError:
+        logger.warning("could not publish the start-up reconciliation", exc_info=True)

@@ -3,7 +3,15 @@ from django.contrib import admin, messages
 from orders import actors
 
 from . import services
-from .models import RateLimitOverride, RiskEvent, RiskLimit, TradingMode, TradingState
+from .models import (
+    BreakerTrip,
+    CircuitBreaker,
+    RateLimitOverride,
+    RiskEvent,
+    RiskLimit,
+    TradingMode,
+    TradingState,
+)
 
 
 @admin.register(RiskLimit)
@@ -112,3 +120,35 @@ class RiskEventAdmin(admin.ModelAdmin):
 class RateLimitOverrideAdmin(admin.ModelAdmin):
     list_display = ["user", "account", "orders_per_minute"]
     raw_id_fields = ["user", "account"]
+
+
+@admin.register(CircuitBreaker)
+class CircuitBreakerAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "kind",
+        "scope",
+        "target",
+        "threshold",
+        "window_seconds",
+        "actions",
+        "active",
+    ]
+    list_filter = ["kind", "scope", "active"]
+
+
+@admin.register(BreakerTrip)
+class BreakerTripAdmin(admin.ModelAdmin):
+    """Trips are resolved by resuming their scope (halt / resume), never edited."""
+
+    list_display = ["breaker", "tripped_at", "observed", "resolved_at", "resolved_by"]
+    list_filter = ["breaker", "resolved_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -13,10 +13,9 @@ Which limits apply
 The tightest limit
     For each numeric rule only the applicable limit with the smallest value is checked, and its
     scope and target go into the Breach; ties go to the broader scope (global, account,
-    strategy, symbol), then to the target. Exception: max_position, max_gross_exposure and
-    max_net_exposure measure different things for a strategy-scoped limit (the strategy's
-    positions) and for the others (the account's), so the tightest limit of each kind is
-    checked; if both are breached the smaller limit is the one reported.
+    strategy, symbol), then to the target. Exception: max_position measures the strategy's
+    position for a strategy-scoped limit and the account's for the others, so the tightest
+    limit of each kind is checked; if both are breached the smaller limit is reported.
 
 Reference price, notional, worst case
     The reference price is the limit price of a limit or stop_limit order, the stop price of a
@@ -24,8 +23,9 @@ Reference price, notional, worst case
     |quantity x reference price x to_account_currency[symbol]|. The worst-case position of
     the order's symbol counts the working orders on the order's side that could still fill:
     before = position + open_buy (buy) or position - open_sell (sell); after = before +
-    quantity (buy) or before - quantity (sell). A strategy-scoped limit takes the position
-    from `strategy_positions` (and still the account's open orders: conservative).
+    quantity (buy) or before - quantity (sell). A strategy-scoped max_position takes the
+    position from `strategy_positions` (and still the account's open orders: conservative);
+    every other rule, exposures included, measures the account.
 
 Rules, reported in this order, at most one Breach each
     max_order_quantity   quantity > value.
@@ -69,10 +69,15 @@ Numbers
     "position 150000 > limit 100000 (EUR_USD)",
     "price 1.09000 is 0.46% from mid 1.08500 > limit 0.25%".
 
-Not checked here yet
-    max_daily_loss and buying_power need the day's P&L and the account's cash, which the
-    snapshot does not carry yet: limits with these rules are ignored (they refuse nothing) until
-    they do.
+The books
+    max_daily_loss       the account's daily P&L (realized + unrealized, account currency)
+                         is below -value: only orders that do not increase the absolute
+                         worst-case position pass.
+    buying_power         for an order that increases the absolute worst-case position: the
+                         margin of the increase (|after| - |before|, at the reference price,
+                         converted, x the asset class's margin rate) > buying power x value -
+                         the margin reserved by working orders. The value is the share of
+                         buying power that may be used (1: all of it).
 """
 
 from __future__ import annotations
@@ -147,6 +152,13 @@ class Snapshot:
     quotes: Mapping[str, Quote] = field(default_factory=dict)
     to_account_currency: Mapping[str, Decimal] = field(default_factory=dict)
     reducing: bool = False  # a trading state `reducing` applies to this order
+    # The books (account currency): today's P&L (realized + unrealized), buying power (equity
+    # minus margin in use), the margin already reserved by working orders, and the margin
+    # rate of the order's asset class. None: not known (a configured rule then fails safe).
+    daily_pnl: Decimal | None = None
+    buying_power: Decimal | None = None
+    open_orders_margin: Decimal = Decimal(0)
+    margin_rate: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -211,12 +223,13 @@ def check_order(order: ProposedOrder, snapshot: Snapshot) -> list[Breach]:
             _check_quantity(order, tightest(MAX_ORDER_QUANTITY)),
             _check_notional(order, snapshot, tightest(MAX_ORDER_NOTIONAL)),
             _check_position(order, snapshot, by_rule.get(MAX_POSITION, [])),
-            _check_gross_exposure(order, snapshot, by_rule.get(MAX_GROSS_EXPOSURE, [])),
-            _check_net_exposure(order, snapshot, by_rule.get(MAX_NET_EXPOSURE, [])),
+            _check_gross_exposure(order, snapshot, tightest(MAX_GROSS_EXPOSURE)),
+            _check_net_exposure(order, snapshot, tightest(MAX_NET_EXPOSURE)),
             _check_open_orders(snapshot, tightest(MAX_OPEN_ORDERS)),
             _check_collar_pct(order, snapshot, tightest(PRICE_COLLAR_PCT)),
             _check_collar_ticks(order, snapshot, tightest(PRICE_COLLAR_TICKS)),
-            # MAX_DAILY_LOSS and BUYING_POWER: not checked yet (module docstring).
+            _check_daily_loss(order, snapshot, tightest(MAX_DAILY_LOSS)),
+            _check_buying_power(order, snapshot, tightest(BUYING_POWER)),
             _check_blocked(order, by_rule.get(SYMBOL_BLOCKED, [])),
             _check_allowed(order, by_rule.get(SYMBOL_ALLOWED, [])),
             _check_reduce_only(order, snapshot, by_rule.get(REDUCE_ONLY, [])),
@@ -259,15 +272,6 @@ def _by_position_source(
         yield account_limit, snapshot.positions, ""
     if strategy_limit is not None:
         yield strategy_limit, snapshot.strategy_positions, "strategy "
-
-
-def _first_reported(breaches: list[Breach]) -> Breach | None:
-    if not breaches:
-        return None
-    return min(
-        breaches,
-        key=lambda breach: (breach.limit, _scope_rank(breach.scope), breach.target),
-    )
 
 
 def _reference_price(order: ProposedOrder, snapshot: Snapshot) -> tuple[Decimal | None, str]:
@@ -363,22 +367,22 @@ def _check_notional(order: ProposedOrder, snapshot: Snapshot, limit: Limit | Non
 def _check_position(
     order: ProposedOrder, snapshot: Snapshot, limits: Sequence[Limit]
 ) -> Breach | None:
-    breaches = []
+    breached: list[tuple[Limit, str, Decimal]] = []
     for limit, positions, kind in _by_position_source(limits, snapshot):
         before, after = _worst_cases(order, snapshot, positions)
         if abs(after) > limit.value and abs(after) > abs(before):
-            message = (
-                f"{kind}position {_plain(abs(after))} > limit {_plain(limit.value)}"
-                f" ({order.symbol})"
-            )
-            breaches.append(_over(MAX_POSITION, message, abs(after), limit))
-    return _first_reported(breaches)
+            breached.append((limit, kind, abs(after)))
+    if not breached:
+        return None
+    limit, kind, actual = min(breached, key=lambda found: _tightness(found[0]))
+    message = f"{kind}position {_plain(actual)} > limit {_plain(limit.value)} ({order.symbol})"
+    return _over(MAX_POSITION, message, actual, limit)
 
 
 @dataclass(frozen=True)
 class _Exposure:
-    """The valued book of one position source: what is missing, the sums over the other
-    symbols, and the order symbol's value per unit of worst-case position."""
+    """The account's valued book: what is missing, the sums over the symbols other than the
+    order's, and the order symbol's value per unit of worst-case position."""
 
     missing: tuple[str, ...]
     gross_others: Decimal = ZERO
@@ -386,13 +390,11 @@ class _Exposure:
     unit_value: Decimal = ZERO
 
 
-def _exposure(
-    order: ProposedOrder, snapshot: Snapshot, positions: Mapping[str, Decimal]
-) -> _Exposure:
+def _exposure(order: ProposedOrder, snapshot: Snapshot) -> _Exposure:
     missing: list[str] = []
     gross_others = net_others = ZERO
-    for symbol in sorted(positions):
-        quantity = positions[symbol]
+    for symbol in sorted(snapshot.positions):
+        quantity = snapshot.positions[symbol]
         if symbol == order.symbol or quantity == 0:
             continue
         quote, rate = snapshot.quotes.get(symbol), _rate(snapshot, symbol)
@@ -418,42 +420,38 @@ def _exposure(
 
 
 def _check_gross_exposure(
-    order: ProposedOrder, snapshot: Snapshot, limits: Sequence[Limit]
+    order: ProposedOrder, snapshot: Snapshot, limit: Limit | None
 ) -> Breach | None:
-    breaches = []
-    for limit, positions, kind in _by_position_source(limits, snapshot):
-        before, after = _worst_cases(order, snapshot, positions)
-        if abs(after) <= abs(before):
-            continue  # prices are positive: this order cannot increase the gross exposure
-        exposure = _exposure(order, snapshot, positions)
-        what = f"{kind}gross exposure"
-        if exposure.missing:
-            breaches.append(_unknown(MAX_GROSS_EXPOSURE, what, exposure.missing, limit))
-            continue
-        gross = _metric(exposure.gross_others + abs(after * exposure.unit_value))
-        if gross > limit.value:
-            message = f"{what} {_shown(gross, limit.value)} > limit {_plain(limit.value)}"
-            breaches.append(_over(MAX_GROSS_EXPOSURE, message, gross, limit))
-    return _first_reported(breaches)
+    if limit is None:
+        return None
+    before, after = _worst_cases(order, snapshot, snapshot.positions)
+    if abs(after) <= abs(before):
+        return None  # prices are positive: this order cannot increase the gross exposure
+    exposure = _exposure(order, snapshot)
+    if exposure.missing:
+        return _unknown(MAX_GROSS_EXPOSURE, "gross exposure", exposure.missing, limit)
+    gross = _metric(exposure.gross_others + abs(after * exposure.unit_value))
+    if gross <= limit.value:
+        return None
+    message = f"gross exposure {_shown(gross, limit.value)} > limit {_plain(limit.value)}"
+    return _over(MAX_GROSS_EXPOSURE, message, gross, limit)
 
 
 def _check_net_exposure(
-    order: ProposedOrder, snapshot: Snapshot, limits: Sequence[Limit]
+    order: ProposedOrder, snapshot: Snapshot, limit: Limit | None
 ) -> Breach | None:
-    breaches = []
-    for limit, positions, kind in _by_position_source(limits, snapshot):
-        before, after = _worst_cases(order, snapshot, positions)
-        exposure = _exposure(order, snapshot, positions)
-        what = f"{kind}net exposure"
-        if exposure.missing:
-            breaches.append(_unknown(MAX_NET_EXPOSURE, what, exposure.missing, limit))
-            continue
-        net_before = _metric(abs(exposure.net_others + before * exposure.unit_value))
-        net_after = _metric(abs(exposure.net_others + after * exposure.unit_value))
-        if net_after > limit.value and net_after > net_before:
-            message = f"{what} {_shown(net_after, limit.value)} > limit {_plain(limit.value)}"
-            breaches.append(_over(MAX_NET_EXPOSURE, message, net_after, limit))
-    return _first_reported(breaches)
+    if limit is None:
+        return None
+    before, after = _worst_cases(order, snapshot, snapshot.positions)
+    exposure = _exposure(order, snapshot)
+    if exposure.missing:
+        return _unknown(MAX_NET_EXPOSURE, "net exposure", exposure.missing, limit)
+    net_before = _metric(abs(exposure.net_others + before * exposure.unit_value))
+    net_after = _metric(abs(exposure.net_others + after * exposure.unit_value))
+    if net_after <= limit.value or net_after <= net_before:
+        return None
+    message = f"net exposure {_shown(net_after, limit.value)} > limit {_plain(limit.value)}"
+    return _over(MAX_NET_EXPOSURE, message, net_after, limit)
 
 
 def _check_open_orders(snapshot: Snapshot, limit: Limit | None) -> Breach | None:
@@ -526,7 +524,7 @@ def _check_collar_ticks(
 def _check_blocked(order: ProposedOrder, limits: Sequence[Limit]) -> Breach | None:
     for limit in limits:
         # An applicable symbol-scoped limit targets the order's symbol.
-        if order.symbol in limit.symbols:
+        if order.symbol in limit.symbols or limit.scope == "symbol":
             return Breach(
                 code=SYMBOL_BLOCKED,
                 message=f"symbol {order.symbol} is blocked",
@@ -580,4 +578,68 @@ def _check_reduce_only(
         actual=total,
         scope=scope,
         target=target,
+    )
+
+
+def _increases(order: ProposedOrder, snapshot: Snapshot) -> tuple[bool, Decimal]:
+    """Whether the order increases the account's absolute worst-case position, and by how much."""
+    before, after = _worst_cases(order, snapshot, snapshot.positions)
+    return abs(after) > abs(before), abs(after) - abs(before)
+
+
+def _check_daily_loss(
+    order: ProposedOrder, snapshot: Snapshot, limit: Limit | None
+) -> Breach | None:
+    if limit is None or not _increases(order, snapshot)[0]:
+        return None
+    if snapshot.daily_pnl is None:
+        return _unknown(MAX_DAILY_LOSS, "daily P&L", ["the account could not be valued"], limit)
+    loss = _metric(-snapshot.daily_pnl)
+    if loss <= limit.value:
+        return None
+    message = (
+        f"daily loss {_shown(loss, limit.value)} > limit {_plain(limit.value)}: "
+        "only orders that reduce the position pass"
+    )
+    return _over(MAX_DAILY_LOSS, message, loss, limit)
+
+
+def _check_buying_power(
+    order: ProposedOrder, snapshot: Snapshot, limit: Limit | None
+) -> Breach | None:
+    increases, increase = _increases(order, snapshot)
+    if limit is None or not increases:
+        return None
+    price, price_missing = _reference_price(order, snapshot)
+    rate = _rate(snapshot, order.symbol)
+    missing = [
+        m
+        for m in (
+            price_missing,
+            "" if rate is not None else f"no conversion rate for {order.symbol}",
+            "" if snapshot.buying_power is not None else "no buying power",
+            "" if snapshot.margin_rate is not None else f"no margin rate for {order.symbol}",
+        )
+        if m
+    ]
+    if (
+        missing
+        or price is None
+        or rate is None
+        or snapshot.buying_power is None
+        or snapshot.margin_rate is None
+    ):
+        return _unknown(BUYING_POWER, "margin", missing, limit)
+    required = _metric(increase * price * rate * snapshot.margin_rate)
+    available = _metric(snapshot.buying_power * limit.value - snapshot.open_orders_margin)
+    if required <= available:
+        return None
+    message = f"margin {_shown(required, available)} > buying power available {_plain(available)}"
+    return Breach(
+        code=BUYING_POWER,
+        message=message,
+        limit=available,
+        actual=required,
+        scope=limit.scope,
+        target=limit.target,
     )

@@ -156,3 +156,61 @@ class RiskEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} by {self.actor}"
+
+
+class BreakerKind(models.TextChoices):
+    DRAWDOWN = "drawdown", "drawdown from the day's peak equity (%)"
+    DAILY_LOSS = "daily_loss", "daily P&L below -threshold (account currency)"
+    VOLATILITY = "volatility", "mid move over the window vs its recent range (ratio)"
+    REJECT_RATE = "reject_rate", "rejected orders over the window (%)"
+    POSITION_SIZE = "position_size", "absolute position (quantity)"
+
+
+class BreakerAction(models.TextChoices):
+    HALT = "halt"
+    CANCEL = "cancel"
+    FLATTEN = "flatten"
+    NOTIFY = "notify"
+
+
+class CircuitBreaker(models.Model):
+    """A condition watched by beat and after every fill; when it holds, the breaker trips
+    once and takes its actions. It stays tripped until a person resumes the scope."""
+
+    name = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=16, choices=BreakerKind.choices)
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    target = models.CharField(max_length=64, blank=True, default="")
+    threshold = models.DecimalField(max_digits=28, decimal_places=10)
+    window_seconds = models.PositiveIntegerField(default=300)
+    actions = models.JSONField(default=list, help_text='e.g. ["halt", "cancel", "notify"]')
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class BreakerTrip(models.Model):
+    breaker = models.ForeignKey(CircuitBreaker, on_delete=models.PROTECT, related_name="trips")
+    tripped_at = models.DateTimeField(default=timezone.now)
+    observed = models.DecimalField(max_digits=28, decimal_places=10)
+    detail = models.JSONField(default=dict)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=128, blank=True, default="")
+
+    class Meta:
+        ordering = ["-tripped_at"]
+        constraints = [
+            # Trips once per condition: at most one unresolved trip per breaker.
+            models.UniqueConstraint(
+                fields=["breaker"],
+                condition=Q(resolved_at__isnull=True),
+                name="breakertrip_one_open",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.breaker} at {self.tripped_at:%Y-%m-%d %H:%M:%S}"

@@ -22,12 +22,13 @@ from .ratelimit import Bucket
 
 # Rules that need positions, open orders or prices: the snapshot reads them only when one of
 # these is configured for the order, so an account without such limits pays nothing.
+NEEDS_BOOKS = {checks.MAX_DAILY_LOSS, checks.BUYING_POWER}
 NEEDS_POSITIONS = {
     checks.MAX_POSITION,
     checks.MAX_GROSS_EXPOSURE,
     checks.MAX_NET_EXPOSURE,
     checks.REDUCE_ONLY,
-}
+} | NEEDS_BOOKS
 NEEDS_ALL_POSITIONS = {checks.MAX_GROSS_EXPOSURE, checks.MAX_NET_EXPOSURE}
 NEEDS_QUOTE = {
     checks.MAX_ORDER_NOTIONAL,
@@ -35,6 +36,7 @@ NEEDS_QUOTE = {
     checks.PRICE_COLLAR_TICKS,
     checks.MAX_GROSS_EXPOSURE,
     checks.MAX_NET_EXPOSURE,
+    checks.BUYING_POWER,
 }
 
 MODE_RANK = {TradingMode.ACTIVE: 0, TradingMode.REDUCING: 1, TradingMode.HALTED: 2}
@@ -165,7 +167,11 @@ def snapshot_for(
             )
             if rate is not None:
                 conversions[name] = rate
+    books: dict[str, Any] = {}
+    if rules & NEEDS_BOOKS:
+        books = _books(account, instrument, quotes)
     return checks.Snapshot(
+        **books,
         limits=tuple(limits),
         positions=positions,
         strategy_positions=strategy_positions,
@@ -176,6 +182,41 @@ def snapshot_for(
         to_account_currency=conversions,
         reducing=reducing,
     )
+
+
+def _books(
+    account: Account, instrument: Instrument, quotes: dict[str, checks.Quote]
+) -> dict[str, Any]:
+    """Daily P&L, buying power and the margin working orders reserve, in the account
+    currency (orders.valuation). Open orders are valued at their limit or stop price, market
+    orders at the mid."""
+    from orders.valuation import account_value
+
+    value = account_value(account)
+    margin_rates = {k: Decimal(v) for k, v in settings.MARGIN_RATES.items()}
+    reserved = Decimal(0)
+    working = Order.objects.filter(
+        account=account, status__in=list(OPEN), reduce_only=False
+    ).select_related("instrument")
+    shared = {name: _venue_quote(q) for name, q in quotes.items()}
+    for order in working:
+        held = order.instrument
+        price = order.limit_price or order.stop_price
+        if price is None:
+            quote = shared.get(held.symbol) or _quotes(order.venue, [held.symbol]).get(held.symbol)
+            price = quote.mid if quote is not None else None
+        rate = conversion_rate(held.quote_currency, account.currency, quotes=shared)
+        if price is None or rate is None:
+            continue
+        reserved += (
+            order.remaining_quantity * price * rate * margin_rates.get(held.asset_class, Decimal(1))
+        )
+    return {
+        "daily_pnl": value.daily_pnl if value.complete else None,
+        "buying_power": value.buying_power if value.complete else None,
+        "open_orders_margin": reserved,
+        "margin_rate": margin_rates.get(instrument.asset_class),
+    }
 
 
 def rate_buckets(*, user: Any, account: Account) -> list[Bucket]:

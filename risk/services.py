@@ -370,6 +370,9 @@ def trading_resume(
                 "changed_at": timezone.now(),
             },
         )
+        from .breakers import trips_resolve
+
+        resolved = trips_resolve(scope=scope, target=target, actor=actor)
         risk_event_record(
             kind="resume",
             actor=actor,
@@ -378,5 +381,6 @@ def trading_resume(
             account=target if scope == Scope.ACCOUNT else "",
             reason=reason,
             correlation_id=correlation_id,
+            data={"breaker_trips_resolved": resolved},
         )
     return state

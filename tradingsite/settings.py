@@ -114,6 +114,7 @@ CELERY_TASK_ROUTES = {
     "orders.cancel": {"queue": "orders"},
     "orders.modify": {"queue": "orders"},
     "orders.*": {"queue": "housekeeping"},
+    "risk.*": {"queue": "housekeeping"},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
@@ -175,6 +176,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Other "status" choice sets (reconciliation runs) must not rename the orders' StatusEnum.
+    "ENUM_NAME_OVERRIDES": {"StatusEnum": "orders.states.OrderStatus"},
 }
 
 # --- the order path ---------------------------------------------------------------------------
@@ -189,6 +192,14 @@ ORDERS_BATCH_MAX = 1000
 # --- risk -------------------------------------------------------------------------------------
 # Orders per minute per trader (a RateLimitOverride changes it per user or per account).
 RISK_ORDERS_PER_MINUTE = env.int("RISK_ORDERS_PER_MINUTE", default=100)
+RISK_NOTIFIERS = env.list(
+    "RISK_NOTIFIERS",
+    default=["risk.notify.LogNotifier", "risk.notify.EmailNotifier", "risk.notify.WebhookNotifier"],
+)
+RISK_NOTIFY_EMAILS = env.list("RISK_NOTIFY_EMAILS", default=[])
+RISK_NOTIFY_WEBHOOK_URL = env.str("RISK_NOTIFY_WEBHOOK_URL", default="")
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="fillmore@localhost")
 
 # --- venues -----------------------------------------------------------------------------------
 VENUE_MODE = env.str("VENUE_MODE", default="sim")  # sim | practice | live
@@ -215,9 +226,15 @@ SIM_VENUE = {
     "REJECT_RATE": env.float("SIM_REJECT_RATE", default=0.0),
     "TIMEOUT_RATE": env.float("SIM_TIMEOUT_RATE", default=0.0),
     "DISCONNECT_RATE": env.float("SIM_DISCONNECT_RATE", default=0.0),
+    # Drift: the venue fills but the fill report is lost (reconciliation finds and heals it).
+    "DROP_FILL_REPORT_RATE": env.float("SIM_DROP_FILL_REPORT_RATE", default=0.0),
     "SLIPPAGE_TICKS": env.int("SIM_SLIPPAGE_TICKS", default=0),
     "QUOTE_INTERVAL_MS": env.int("SIM_QUOTE_INTERVAL_MS", default=250),
 }
+# Reconciliation with the venues (docs/reconciliation.md): orders changed more recently than
+# this are in motion and left to the order path; a pass also runs when a worker starts.
+RECONCILE_SETTLE_SECONDS = env.float("RECONCILE_SETTLE_SECONDS", default=5.0)
+RECONCILE_ON_WORKER_START = env.bool("RECONCILE_ON_WORKER_START", default=True)
 
 LOGGING = {
     "version": 1,

@@ -7,7 +7,10 @@ quotes and the same fills every time.
 
 Faults are injected from settings (SIM_VENUE): LATENCY_MS before every call, DISCONNECT_RATE
 (the call fails before reaching the venue), REJECT_RATE (the order is refused), TIMEOUT_RATE
-(the venue accepts the order, then the answer is lost: the hardest case for a client).
+(the venue accepts the order, then the answer is lost: the hardest case for a client),
+DROP_FILL_REPORT_RATE (the venue fills, but never tells: the fill report is suppressed from
+every answer and from the report stream, and only order_status shows it; reconciliation's
+missed fill).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from brokers.base import (
@@ -45,6 +48,7 @@ class _Faults:
     reject_rate: float
     timeout_rate: float
     disconnect_rate: float
+    drop_fill_report_rate: float
 
 
 class SimulatedVenue:
@@ -60,6 +64,7 @@ class SimulatedVenue:
             reject_rate=float(config.get("REJECT_RATE", 0)),
             timeout_rate=float(config.get("TIMEOUT_RATE", 0)),
             disconnect_rate=float(config.get("DISCONNECT_RATE", 0)),
+            drop_fill_report_rate=float(config.get("DROP_FILL_REPORT_RATE", 0)),
         )
         # Fault draws come from the seed too: a run with one seed fails the same calls.
         self._fault_random = random.Random(f"{self.seed}:faults")
@@ -176,7 +181,9 @@ class SimulatedVenue:
             self._match(order, quote_row, on_arrival=True, keep_on_arrival_tif=False)
             reports = [
                 self._as_report(report, order)
-                for report in order.reports.filter(id__gt=first_report_id).order_by("id")
+                for report in order.reports.filter(
+                    id__gt=first_report_id, suppressed=False
+                ).order_by("id")
             ]
         return reports
 
@@ -192,27 +199,44 @@ class SimulatedVenue:
             venue_order_id=order.venue_order_id,
             status=order.status,
             filled_quantity=order.filled_quantity,
-            reports=tuple(self._reports(order)),
+            # The venue knows its own fills, including those it never reported.
+            reports=tuple(self._reports(order, include_suppressed=True)),
         )
 
     def reports_since(self, cursor: int, *, limit: int = 1000) -> Sequence[ExecutionReport]:
         rows = (
-            SimReport.objects.select_related("order").filter(id__gt=cursor).order_by("id")[:limit]
+            SimReport.objects.select_related("order")
+            .filter(id__gt=cursor, suppressed=False)
+            .order_by("id")[:limit]
         )
         return [self._as_report(row, row.order) for row in rows]
 
     def account(self) -> dict[str, Any]:
+        self._network()
         return {
             "venue": self.name,
             "working_orders": SimOrder.objects.filter(status="working").count(),
         }
 
-    def positions(self) -> dict[str, Decimal]:
+    def positions(self, account: str = "") -> dict[str, Decimal]:
+        """Signed quantity per symbol from the venue's own fills (reported or not): of one
+        account, or of every account when `account` is ""."""
+        self._network()
+        if account:
+            return self.positions_for_account(account)
+        return self._positions(SimReport.objects.all())
+
+    def positions_for_account(self, account: str) -> dict[str, Decimal]:
+        return self._positions(SimReport.objects.filter(order__account=account))
+
+    @staticmethod
+    def _positions(reports: QuerySet[SimReport]) -> dict[str, Decimal]:
         totals: dict[str, Decimal] = {}
         rows = (
-            SimReport.objects.filter(kind=ReportKind.FILL)
+            reports.filter(kind=ReportKind.FILL)
             .values("order__symbol", "order__side")
             .annotate(total=Sum("quantity"))
+            .order_by()
         )
         for row in rows:
             signed = row["total"] if row["order__side"] == "buy" else -row["total"]
@@ -369,10 +393,18 @@ class SimulatedVenue:
         return order.reports.order_by("-id").values_list("id", flat=True).first() or 0
 
     def _report(self, order: SimOrder, kind: ReportKind, **fields: Any) -> SimReport:
-        return SimReport.objects.create(order=order, kind=kind, **fields)
+        # A dropped fill report still happened: the fill is the venue's, only the telling
+        # is lost (the answer to the call, and the report stream).
+        suppressed = kind == ReportKind.FILL and self._draw(self.faults.drop_fill_report_rate)
+        return SimReport.objects.create(order=order, kind=kind, suppressed=suppressed, **fields)
 
-    def _reports(self, order: SimOrder) -> list[ExecutionReport]:
-        return [self._as_report(row, order) for row in order.reports.order_by("id")]
+    def _reports(
+        self, order: SimOrder, *, include_suppressed: bool = False
+    ) -> list[ExecutionReport]:
+        rows = order.reports.order_by("id")
+        if not include_suppressed:
+            rows = rows.filter(suppressed=False)
+        return [self._as_report(row, order) for row in rows]
 
     def _as_report(self, row: SimReport, order: SimOrder) -> ExecutionReport:
         return ExecutionReport(

@@ -1,6 +1,7 @@
 from django.urls import path
 
-from . import views
+from . import books, views
+from .reconciliation import ReconciliationRunListView
 
 urlpatterns = [
     path("orders/", views.OrderListCreateView.as_view(), name="order-list"),
@@ -15,4 +16,8 @@ urlpatterns = [
     path("orders/<uuid:order_id>/cancel/", views.OrderCancelView.as_view(), name="order-cancel"),
     path("orders/<uuid:order_id>/events/", views.OrderEventsView.as_view(), name="order-events"),
     path("fills/", views.FillListView.as_view(), name="fill-list"),
+    path("reconciliation/", ReconciliationRunListView.as_view(), name="reconciliation"),
+    path("positions/", books.PositionListView.as_view(), name="position-list"),
+    path("accounts/", books.AccountListView.as_view(), name="account-list"),
+    path("accounts/<str:code>/", books.AccountDetailView.as_view(), name="account-detail"),
 ]

@@ -18,7 +18,7 @@ from orders import actors
 
 from .. import selectors, services
 from ..exceptions import RiskPermissionDenied
-from ..models import RiskEvent, RiskLimit, TradingMode, TradingState
+from ..models import BreakerTrip, RiskEvent, RiskLimit, TradingMode, TradingState
 from .serializers import (
     HaltInputSerializer,
     LimitSerializer,
@@ -139,11 +139,24 @@ class TradingStateView(APIView):
     )
     def get(self, request: Request) -> Response:
         states = TradingState.objects.all()
+        trips = BreakerTrip.objects.filter(resolved_at__isnull=True).select_related("breaker")
         return Response(
             {
                 "states": TradingStateSerializer(states, many=True).data,
                 "halted": states.filter(mode=TradingMode.HALTED).exists(),
-                "circuit_breakers": [],
+                "circuit_breakers": [
+                    {
+                        "name": trip.breaker.name,
+                        "kind": trip.breaker.kind,
+                        "scope": trip.breaker.scope,
+                        "target": trip.breaker.target,
+                        "threshold": format(trip.breaker.threshold.normalize(), "f"),
+                        "observed": format(trip.observed.normalize(), "f"),
+                        "actions": trip.breaker.actions,
+                        "tripped_at": trip.tripped_at,
+                    }
+                    for trip in trips
+                ],
             }
         )
 

@@ -200,6 +200,8 @@ def test_orders_fills_and_events_cannot_be_added_changed_or_deleted(admin_client
         "/admin/brokers/simquote/",
         "/admin/brokers/simorder/",
         "/admin/brokers/simreport/",
+        "/admin/orders/reconciliationrun/",
+        "/admin/orders/reconciliationbreak/",
         "/admin/django_celery_beat/periodictask/",
         "/admin/django_celery_beat/intervalschedule/",
         "/admin/django_celery_beat/clockedschedule/",
@@ -267,10 +269,13 @@ def test_beat_schedule_pages_show_the_declared_entries(admin_client, db):
     assert response.status_code == 200
     names = sorted(task.name for task in response.context["cl"].result_list)
     assert names == [
+        "fillmore: evaluate circuit breakers",
         "fillmore: expire orders",
         "fillmore: poll venues",
         "fillmore: prune outbox",
+        "fillmore: reconcile venues",
         "fillmore: relay outbox",
+        "fillmore: snapshot accounts",
         "fillmore: sweep stuck orders",
     ]
 

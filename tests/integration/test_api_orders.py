@@ -395,8 +395,14 @@ def test_openapi_schema_is_valid_and_lists_every_endpoint(tmp_path):
     target = tmp_path / "schema.yml"
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target))
     schema = target.read_text()
-    for path in ("/api/v1/orders/:", "/api/v1/orders/batch/:", "/api/v1/orders/{order_id}/:",
-                 "/api/v1/orders/{order_id}/cancel/:", "/api/v1/orders/cancel-all/:",
-                 "/api/v1/orders/{order_id}/events/:", "/api/v1/orders/by-client-id/{client_order_id}/:",
-                 "/api/v1/fills/:"):
+    for path in (
+        "/api/v1/orders/:",
+        "/api/v1/orders/batch/:",
+        "/api/v1/orders/{order_id}/:",
+        "/api/v1/orders/{order_id}/cancel/:",
+        "/api/v1/orders/cancel-all/:",
+        "/api/v1/orders/{order_id}/events/:",
+        "/api/v1/orders/by-client-id/{client_order_id}/:",
+        "/api/v1/fills/:",
+    ):
         assert f"  {path}" in schema

@@ -278,6 +278,23 @@ EXPECTED_SCHEDULE = {
     "fillmore: relay outbox": ("orders.relay_outbox", 1, "seconds", 2, "housekeeping", True),
     "fillmore: sweep stuck orders": ("orders.sweep_stuck", 5, "seconds", 10, "housekeeping", True),
     "fillmore: expire orders": ("orders.expire", 5, "seconds", 10, "housekeeping", True),
+    "fillmore: reconcile venues": ("orders.reconcile", 1, "minutes", 50, "housekeeping", True),
+    "fillmore: evaluate circuit breakers": (
+        "risk.evaluate_breakers",
+        5,
+        "seconds",
+        10,
+        "housekeeping",
+        True,
+    ),
+    "fillmore: snapshot accounts": (
+        "orders.snapshot_accounts",
+        1,
+        "minutes",
+        50,
+        "housekeeping",
+        True,
+    ),
     "fillmore: prune outbox": ("orders.prune_outbox", 1, "hours", 1800, "housekeeping", True),
 }
 
@@ -306,11 +323,11 @@ def test_setup_periodic_tasks_twice_gives_the_same_entries(db):
     # then the entries are as declared and the second run wrote nothing
     assert schedule_rows() == EXPECTED_SCHEDULE
     assert dict(PeriodicTask.objects.values_list("name", "date_changed")) == changed_at
-    assert IntervalSchedule.objects.count() == intervals == 3
+    assert IntervalSchedule.objects.count() == intervals == 4
     assert first.splitlines()[-1] == (
-        "periodic tasks: 5 created, 0 updated, 0 unchanged, 0 disabled"
+        "periodic tasks: 8 created, 0 updated, 0 unchanged, 0 disabled"
     )
-    assert second.splitlines() == ["periodic tasks: 0 created, 0 updated, 5 unchanged, 0 disabled"]
+    assert second.splitlines() == ["periodic tasks: 0 created, 0 updated, 8 unchanged, 0 disabled"]
 
 
 def test_setup_periodic_tasks_repairs_an_edited_entry_and_disables_undeclared_ones(db):
@@ -332,7 +349,7 @@ def test_setup_periodic_tasks_repairs_an_edited_entry_and_disables_undeclared_on
     assert out.splitlines() == [
         "updated: fillmore: poll venues",
         "disabled: fillmore: old job",
-        "periodic tasks: 0 created, 1 updated, 4 unchanged, 1 disabled",
+        "periodic tasks: 0 created, 1 updated, 7 unchanged, 1 disabled",
     ]
 
 

@@ -407,3 +407,66 @@ def test_risk_events_are_append_only(api, quoted):
     submit(api)
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         RiskEvent.objects.update(reason="tampered")
+
+
+def test_daily_loss_limit_after_a_loss_lets_only_reducing_orders_in(api, settings):
+    from orders.books import account_cash_move
+    from orders.models import Account
+
+    settings.COMMISSIONS = {}
+    account = Account.objects.get(code="ACC-1")
+    account_cash_move(account=account, amount=D("100000"), reason="funding", actor="test")
+    venue_for("sim").set_quote(
+        "AAPL", bid=D("189.99"), ask=D("190.00"), bid_size=D("1000"), ask_size=D("1000")
+    )
+    bought = submit(
+        api, symbol="AAPL", type="market", limit_price=None, quantity="100", time_in_force="ioc"
+    ).json()["id"]
+    order_services.order_submit_to_venue(order_id=bought)
+    limit("max_daily_loss", "150")
+    # when the position loses 200
+    venue_for("sim").set_quote(
+        "AAPL", bid=D("187.99"), ask=D("188.00"), bid_size=D("1000"), ask_size=D("1000")
+    )
+    refused = submit(
+        api, client_order_id="more", symbol="AAPL", limit_price="187.00", quantity="10"
+    )
+    assert refused.status_code == 422
+    [reason] = refused.json()["error"]["reasons"]
+    assert (reason["code"], reason["actual"], reason["limit"]) == ("max_daily_loss", "200.5", "150")
+    assert (
+        submit(
+            api,
+            client_order_id="less",
+            symbol="AAPL",
+            side="sell",
+            limit_price="188.00",
+            quantity="50",
+        ).status_code
+        == 201
+    )
+
+
+def test_buying_power_refuses_an_order_that_needs_more_margin(api):
+    from orders.books import account_cash_move
+    from orders.models import Account
+
+    account_cash_move(
+        account=Account.objects.get(code="ACC-1"), amount=D("10000"), reason="funding", actor="test"
+    )
+    limit("buying_power", "1")
+    # AAPL margin 50 %: 100 x 190 x 0.5 = 9,500 reserved by the working order leaves 500;
+    # 6 more shares need 570
+    assert submit(api, symbol="AAPL", limit_price="190.00", quantity="100").status_code == 201
+    assert (
+        submit(
+            api, client_order_id="fits", symbol="AAPL", limit_price="190.00", quantity="5"
+        ).status_code
+        == 201
+    )
+    refused = submit(
+        api, client_order_id="too-big", symbol="AAPL", limit_price="190.00", quantity="1"
+    )
+    assert refused.status_code == 422
+    [reason] = refused.json()["error"]["reasons"]
+    assert (reason["code"], reason["actual"], reason["limit"]) == ("buying_power", "95", "25")

@@ -20,6 +20,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from orders.books import account_cash_move
 from orders.exceptions import ProvisioningError
 from orders.provisioning import (
     ROLES,
@@ -63,6 +64,7 @@ DEMO_INSTRUMENTS: tuple[InstrumentSpec, ...] = (
 DEMO_TRADER = "demo"
 DEMO_ACCOUNT = "DEMO-1"
 DEMO_ACCOUNT_CURRENCY = "USD"
+DEMO_DEPOSIT = Decimal("1000000")
 DEFAULT_ADMIN_USER = "admin"
 DEFAULT_ADMIN_PASSWORD = "admin"
 
@@ -89,6 +91,13 @@ class Command(BaseCommand):
                     code=DEMO_ACCOUNT, currency=DEMO_ACCOUNT_CURRENCY, name="Demo account"
                 )
                 account_grant(account=account, user=trader)
+                if not account.cash_movements.exists():
+                    account_cash_move(
+                        account=account,
+                        amount=DEMO_DEPOSIT,
+                        reason="demo deposit",
+                        actor="system:seed_demo",
+                    )
                 token = api_token_ensure(user=trader)
         except ProvisioningError as error:
             raise CommandError(error.message) from error
