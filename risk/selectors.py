@@ -8,7 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
 
 from brokers.base import Quote as VenueQuote
 from brokers.marketdata import conversion_rate
@@ -195,22 +196,30 @@ def _books(
     value = account_value(account)
     margin_rates = {k: Decimal(v) for k, v in settings.MARGIN_RATES.items()}
     reserved = Decimal(0)
-    working = Order.objects.filter(
-        account=account, status__in=list(OPEN), reduce_only=False
-    ).select_related("instrument")
-    shared = {name: _venue_quote(q) for name, q in quotes.items()}
-    for order in working:
-        held = order.instrument
-        price = order.limit_price or order.stop_price
-        if price is None:
-            quote = shared.get(held.symbol) or _quotes(order.venue, [held.symbol]).get(held.symbol)
-            price = quote.mid if quote is not None else None
-        rate = conversion_rate(held.quote_currency, account.currency, quotes=shared)
-        if price is None or rate is None:
-            continue
-        reserved += (
-            order.remaining_quantity * price * rate * margin_rates.get(held.asset_class, Decimal(1))
+    # One aggregate per symbol, not one row per working order: priced orders at their limit
+    # (or stop) price, market orders at the mid.
+    rows = (
+        Order.objects.filter(account=account, status__in=list(OPEN), reduce_only=False)
+        .values("instrument__symbol", "instrument__quote_currency", "instrument__asset_class")
+        .annotate(
+            priced=Sum(F("remaining_quantity") * Coalesce("limit_price", "stop_price")),
+            unpriced=Sum(
+                "remaining_quantity", filter=Q(limit_price__isnull=True, stop_price__isnull=True)
+            ),
         )
+    )
+    shared = {name: _venue_quote(q) for name, q in quotes.items()}
+    for row in rows:
+        symbol = row["instrument__symbol"]
+        working = row["priced"] or Decimal(0)
+        if row["unpriced"]:
+            quote = shared.get(symbol) or _quotes(settings.MARKET_DATA_VENUE, [symbol]).get(symbol)
+            if quote is not None:
+                working += row["unpriced"] * quote.mid
+        rate = conversion_rate(row["instrument__quote_currency"], account.currency, quotes=shared)
+        if rate is None:
+            continue
+        reserved += working * rate * margin_rates.get(row["instrument__asset_class"], Decimal(1))
     return {
         "daily_pnl": value.daily_pnl if value.complete else None,
         "buying_power": value.buying_power if value.complete else None,
