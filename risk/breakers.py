@@ -189,7 +189,6 @@ def breaker_trip(
                 actor=actor,
                 scope=breaker.scope,
                 target=breaker.target,
-                account=breaker.target if breaker.scope == Scope.ACCOUNT else "",
                 reason=reason,
                 data={
                     "breaker": breaker.name,

@@ -41,6 +41,8 @@ def risk_event_record(
     correlation_id: str = "",
     data: dict[str, Any] | None = None,
 ) -> RiskEvent:
+    if not account and scope == Scope.ACCOUNT:
+        account = target  # an action on an account is that account's event
     return RiskEvent.objects.create(
         kind=kind,
         actor=actor,
@@ -270,7 +272,6 @@ def trading_halt(
             actor=actor,
             scope=scope,
             target=target,
-            account=target if scope == Scope.ACCOUNT else "",
             reason=reason,
             correlation_id=correlation_id,
             data={"cancel_open_orders": cancel_open_orders, "flatten": flatten},
@@ -289,7 +290,6 @@ def trading_halt(
             actor=actor,
             scope=scope,
             target=target,
-            account=target if scope == Scope.ACCOUNT else "",
             reason=reason,
             correlation_id=correlation_id,
             data={"cancelled": cancelled, "order_ids": [str(o.id) for o in done]},
@@ -346,7 +346,6 @@ def positions_flatten(
         actor=actor,
         scope=scope,
         target=target,
-        account=target if scope == Scope.ACCOUNT else "",
         reason=reason,
         correlation_id=correlation_id,
         data={"order_ids": order_ids},
@@ -378,7 +377,6 @@ def trading_resume(
             actor=actor,
             scope=scope,
             target=target,
-            account=target if scope == Scope.ACCOUNT else "",
             reason=reason,
             correlation_id=correlation_id,
             data={"breaker_trips_resolved": resolved},
