@@ -81,7 +81,16 @@ def account_rate(instrument_quote_currency: str, account: Account) -> Decimal:
 
 
 def _positions_for_update(order: Order) -> list[Position]:
+    """The positions a fill of this order moves, locked; created on the first fill."""
     keys = [""] + ([order.strategy_id] if order.strategy_id else [])
+    lock = {
+        "account_id": order.account_id,
+        "instrument_id": order.instrument_id,
+        "strategy_ids": keys,
+    }
+    positions = positions_for_update(**lock)
+    if len(positions) == len(keys):
+        return positions
     for strategy_id in keys:
         Position.objects.get_or_create(
             account_id=order.account_id,
@@ -89,9 +98,7 @@ def _positions_for_update(order: Order) -> list[Position]:
             strategy_id=strategy_id,
             defaults={"commission_currency": order.instrument.quote_currency},
         )
-    return positions_for_update(
-        account_id=order.account_id, instrument_id=order.instrument_id, strategy_ids=keys
-    )
+    return positions_for_update(**lock)
 
 
 @dataclass(frozen=True)
@@ -102,9 +109,9 @@ class Booking:
 
 
 def fill_book(fill: Fill, order: Order, *, booked_seq: int | None = None) -> Booking:
-    """Move the positions, cash and realized P&L for one new fill (already saved with its
-    commission and account_rate), and give it the account's next booking sequence (a rebuild
-    passes the fill's own)."""
+    """Move the positions, cash and realized P&L for one fill (with its commission and
+    account_rate set), and set the fill's realized P&L and booking sequence: the account's next
+    one, or `booked_seq` (a rebuild). The caller saves the fill."""
     now = timezone.now()
     realized = Decimal(0)
     account = account_for_update(order.account_id)
@@ -144,7 +151,7 @@ def fill_book(fill: Fill, order: Order, *, booked_seq: int | None = None) -> Boo
         if position.strategy_id == "":
             realized = _q(effect.realized)
     booking = booking_of(fill, realized)
-    Fill.objects.filter(pk=fill.pk).update(realized_pnl=realized, booked_seq=booked_seq)
+    fill.realized_pnl, fill.booked_seq = realized, booked_seq
     Account.objects.filter(pk=order.account_id).update(
         cash=F("cash") + booking.cash_delta,
         realized_pnl=F("realized_pnl") + booking.realized_account,
@@ -200,5 +207,6 @@ def books_rebuild(*, accounts: list[Account] | None = None) -> int:
             )
             for fill in fills:
                 fill_book(fill, fill.order, booked_seq=fill.booked_seq)
+                fill.save(update_fields=["realized_pnl"])
                 replayed += 1
     return replayed

@@ -859,10 +859,10 @@ def _fill_apply(order: Order, report: ExecutionReport, correlation_id: str) -> i
     commission, commission_currency = books.fill_commission(
         order, venue=report.venue, quantity=quantity, price=price
     )
-    fill = Fill.objects.create(
+    fill = Fill(
         order=order,
-        account_id=order.account_id,
-        instrument_id=order.instrument_id,
+        account=order.account,
+        instrument=order.instrument,
         side=order.side,
         quantity=quantity,
         price=price,
@@ -877,7 +877,8 @@ def _fill_apply(order: Order, report: ExecutionReport, correlation_id: str) -> i
     filled = order.filled_quantity + quantity
     previous_notional = (order.average_fill_price or Decimal(0)) * order.filled_quantity
     average = ((previous_notional + quantity * price) / filled).quantize(PRICE_QUANTUM)
-    booking = books.fill_book(fill, order)
+    booking = books.fill_book(fill, order)  # sets the fill's booking fields
+    fill.save(force_insert=True)
     # Circuit breakers look at the books as soon as this fill is committed.
     account_code = order.account.code
     transaction.on_commit(

@@ -1,0 +1,346 @@
+"""The stack `make bench` drives: PostgreSQL + Redis, gunicorn/uvicorn, Celery prefork, beat and
+market data, with the settings a production deploy would use.
+
+- Database: a fresh `fillmore_bench` (dropped first) on postgres://postgres@127.0.0.1:5432.
+- Redis: 127.0.0.1:6379 db 7 (cache, rate limits), db 8 the Celery broker; both flushed first.
+- web: gunicorn, 2 uvicorn workers; worker: Celery prefork -c 2 on orders,housekeeping,default;
+  beat (DatabaseScheduler); marketdata (manage.py run_market_data).
+
+Each process leads its own process group and logs to bench/logs/<name>.log. `stop()` sends
+SIGTERM, waits, then SIGKILLs what is left of each group; the databases stay for inspection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+import redis
+from psycopg import sql
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH_DIR = REPO / "bench"
+LOG_DIR = BENCH_DIR / "logs"
+MANAGE = str(REPO / "manage.py")
+
+PG_SERVER = "postgres://postgres@127.0.0.1:5432"
+DB_NAME = "fillmore_bench"
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+REDIS_DB, BROKER_DB = 7, 8
+STOP_GRACE_SECONDS = 15.0
+
+# Orders a bench client may not hold (resting, in flight): the statuses of orders.states.OPEN.
+OPEN_STATUSES = (
+    "created",
+    "validated",
+    "pending_submit",
+    "submitted",
+    "acknowledged",
+    "partially_filled",
+    "pending_cancel",
+)
+
+
+class StackError(Exception):
+    """The stack could not be set up or did not come up."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pg_connect(dbname: str, autocommit: bool = True) -> psycopg.Connection:
+    return psycopg.connect(f"{PG_SERVER}/{dbname}", autocommit=autocommit, connect_timeout=5)
+
+
+def recreate_database(name: str) -> None:
+    with pg_connect("postgres") as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def server_versions() -> dict[str, str]:
+    versions = {}
+    try:
+        with pg_connect("postgres") as conn:
+            versions["postgres"] = conn.execute("SHOW server_version").fetchone()[0]
+    except psycopg.Error as exc:
+        versions["postgres"] = f"unavailable: {exc}"
+    try:
+        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_timeout=2)
+        versions["redis"] = client.info("server")["redis_version"]
+        client.close()
+    except redis.RedisError as exc:
+        versions["redis"] = f"unavailable: {exc}"
+    return versions
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    def start(self, env: dict[str, str], cwd: Path = REPO) -> None:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        self.log_path = LOG_DIR / f"{self.name}.log"
+        log = self.log_path.open("wb")
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                process_group=0,  # Ctrl-C reaches only the harness, which stops us in order
+            )
+        finally:
+            log.close()
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal_group(self, signum: int) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def log_tail(self, lines: int = 20) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def stop_all(procs: list[Proc], grace: float = STOP_GRACE_SECONDS) -> None:
+    """TERM to each leader (a gunicorn master or Celery worker stops its own children), then
+    KILL whatever is left in each process group."""
+    for proc in procs:
+        if proc.running():
+            try:
+                proc.proc.terminate()
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace
+    while any(p.running() for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for proc in procs:
+        if proc.running():
+            proc.signal_group(signal.SIGKILL)
+    for proc in procs:
+        if proc.proc is not None:
+            try:
+                proc.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+            proc.signal_group(signal.SIGKILL)  # pool processes orphaned by a crash
+
+
+@dataclass
+class Stack:
+    traders: int
+    port: int = field(default_factory=free_port)
+    procs: list[Proc] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def database_url(self) -> str:
+        return f"{PG_SERVER}/{DB_NAME}"
+
+    def settings_summary(self) -> dict[str, str]:
+        return {
+            "web": "gunicorn -k uvicorn.workers.UvicornWorker -w 2",
+            "worker": "celery worker -P prefork -c 2 -Q orders,housekeeping,default",
+            "beat": "celery beat (DatabaseScheduler)",
+            "marketdata": "manage.py run_market_data",
+            "database": self.database_url,
+            "redis": f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB} (broker db {BROKER_DB})",
+            "DEBUG": self.env.get("DEBUG", ""),
+            "CONN_MAX_AGE": self.env.get("CONN_MAX_AGE", ""),
+            "RISK_ORDERS_PER_MINUTE": self.env.get("RISK_ORDERS_PER_MINUTE", ""),
+            "risk_limits": "none configured",
+        }
+
+    # --- setup -----------------------------------------------------------------------------
+
+    def make_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        for name in ("CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE", "SIM_LATENCY_MS"):
+            env.pop(name, None)
+        env.update(
+            DJANGO_SETTINGS_MODULE="tradingsite.settings",
+            DATABASE_URL=self.database_url,
+            REDIS_URL=f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}",
+            CELERY_BROKER_URL=f"redis://{REDIS_HOST}:{REDIS_PORT}/{BROKER_DB}",
+            DEBUG="false",
+            SECRET_KEY=secrets.token_urlsafe(50),
+            ALLOWED_HOSTS="127.0.0.1,localhost",
+            CONN_MAX_AGE="60",
+            LOG_LEVEL="WARNING",
+            # The per-trader rate limit (100/min by default) would refuse a throughput run:
+            # the check still runs on every order, it just never trips.
+            RISK_ORDERS_PER_MINUTE="1000000000",
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def prepare(self) -> None:
+        """Fresh database and Redis, migrations, seed data and the bench traders."""
+        self.env = self.make_env()
+        try:
+            recreate_database(DB_NAME)
+        except psycopg.Error as exc:
+            raise StackError(f"PostgreSQL at {PG_SERVER}: {exc}") from exc
+        try:
+            for db in (REDIS_DB, BROKER_DB):
+                client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db, socket_timeout=5)
+                client.flushdb()
+                client.close()
+        except redis.RedisError as exc:
+            raise StackError(f"Redis at {REDIS_HOST}:{REDIS_PORT}: {exc}") from exc
+        self.manage("migrate", "--noinput")
+        self.manage("setup_periodic_tasks")
+        self.manage("seed_demo")
+        self.tokens = self.create_traders(self.traders)
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, MANAGE, *args],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise StackError(
+                f"manage.py {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout[-2000:]}{result.stderr[-2000:]}"
+            )
+        return result.stdout
+
+    def create_traders(self, count: int) -> list[str]:
+        """`manage.py create_trader benchNNN --account BENCH-NNN` for each trader, in one
+        process (one Django start-up instead of `count`). Answers the tokens in order."""
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "tokens.json"
+            script = (
+                "import io, json\n"
+                "from django.core.management import call_command\n"
+                "tokens = []\n"
+                f"for i in range({count}):\n"
+                "    buf = io.StringIO()\n"
+                "    call_command('create_trader', f'bench{i:03d}', account=f'BENCH-{i:03d}',"
+                " stdout=buf, stderr=io.StringIO())\n"
+                "    tokens.append(buf.getvalue().strip())\n"
+                f"open({str(out)!r}, 'w').write(json.dumps(tokens))\n"
+            )
+            self.manage("shell", "-c", script)
+            tokens = json.loads(out.read_text())
+        if len(tokens) != count or not all(tokens):
+            raise StackError(f"create_trader gave {len(tokens)} tokens for {count} traders")
+        return tokens
+
+    # --- processes -------------------------------------------------------------------------
+
+    def commands(self) -> list[Proc]:
+        py = sys.executable
+        return [
+            Proc("web", [py, "-m", "gunicorn", "tradingsite.asgi:application",
+                         "-k", "uvicorn.workers.UvicornWorker", "-w", "2",
+                         "-b", f"127.0.0.1:{self.port}", "--error-logfile", "-"]),
+            Proc("worker", [py, "-m", "celery", "-A", "tradingsite", "worker",
+                            "-Q", "orders,housekeeping,default", "-P", "prefork", "-c", "2",
+                            "-l", "warning"]),
+            Proc("beat", [py, "-m", "celery", "-A", "tradingsite", "beat", "-l", "warning",
+                          "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler",
+                          "--pidfile="]),
+            Proc("marketdata", [py, MANAGE, "run_market_data"]),
+        ]  # fmt: skip
+
+    def start(self, timeout: float = 90.0) -> None:
+        self.procs = self.commands()
+        for proc in self.procs:
+            proc.start(self.env)
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            dead = [p for p in self.procs if not p.running()]
+            if dead:
+                proc = dead[0]
+                raise StackError(
+                    f"{proc.name} exited ({proc.proc.returncode}) while starting:\n"
+                    f"{proc.log_tail()}"
+                )
+            try:
+                # /readyz: database, Redis and at least one Celery worker answer.
+                response = httpx.get(f"{self.base_url}/readyz", timeout=3)
+                if response.status_code == 200:
+                    return
+                last = response.text[:300]
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
+            time.sleep(0.5)
+        raise StackError(f"the stack was not ready within {timeout:.0f} s ({last})")
+
+    def check_alive(self) -> list[str]:
+        return [
+            f"{p.name} exited with {p.proc.returncode}" for p in self.procs if not p.running()
+        ]
+
+    def stop(self) -> None:
+        # web first (no new orders), then the producers of work, then the worker.
+        order = {"web": 0, "marketdata": 1, "beat": 2, "worker": 3}
+        stop_all(sorted(self.procs, key=lambda p: order.get(p.name, 9)))
+
+    # --- inspection ------------------------------------------------------------------------
+
+    def redis_queue_lengths(self) -> dict[str, int]:
+        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=BROKER_DB, socket_timeout=2)
+        try:
+            return {q: int(client.llen(q)) for q in ("orders", "housekeeping", "default")}
+        finally:
+            client.close()
+
+    def log_problems(self) -> dict[str, dict[str, int | list[str]]]:
+        """Error lines per process log: count and the first few distinct ones."""
+        found: dict[str, dict[str, int | list[str]]] = {}
+        for proc in self.procs:
+            if proc.log_path is None or not proc.log_path.exists():
+                continue
+            lines = proc.log_path.read_text(errors="replace").splitlines()
+            bad = [
+                line
+                for line in lines
+                if any(word in line for word in ("ERROR", "CRITICAL", "Traceback", "Exception"))
+            ]
+            if bad:
+                distinct: list[str] = []
+                for line in bad:
+                    short = line[:300]
+                    if short not in distinct:
+                        distinct.append(short)
+                found[proc.name] = {"lines": len(bad), "examples": distinct[:8]}
+        return found

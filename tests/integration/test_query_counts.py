@@ -1,0 +1,105 @@
+"""Queries per order on the hot paths. A change that adds a query to submit or to applying a
+fill fails here: raise the number only on purpose, with the reason in the commit."""
+
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from brokers.base import ExecutionReport, ReportKind
+from brokers.registry import venue_for
+from orders import services
+from orders.models import Order
+
+pytestmark = pytest.mark.django_db
+
+D = Decimal
+BODY = {
+    "account": "ACC-1",
+    "symbol": "EUR_USD",
+    "side": "buy",
+    "type": "limit",
+    "quantity": "1000",
+    "limit_price": "1.08000",
+}
+
+# What each query is for, so a change to the numbers can be reasoned about.
+SUBMIT_QUERIES = {
+    "authentication (token + user)": 1,
+    "idempotency lookup": 1,
+    "instrument": 1,
+    "account resolution": 1,
+    "rate-limit overrides": 1,
+    "trading state": 1,
+    "limits": 1,
+    "BEGIN/insert order/bulk insert events/insert outbox/COMMIT": 5,
+}
+
+
+def test_submit_queries(api, instruments):
+    api.post("/api/v1/orders/", {**BODY, "client_order_id": "warm"}, format="json")
+    with CaptureQueriesContext(connection) as captured:
+        response = api.post(
+            "/api/v1/orders/", {**BODY, "client_order_id": "counted"}, format="json"
+        )
+    assert response.status_code == 201
+    sql = [q["sql"] for q in captured.captured_queries]
+    assert len(sql) == sum(SUBMIT_QUERIES.values()), "\n".join(sql)
+
+
+def test_fill_application_queries(api, instruments, settings):
+    settings.COMMISSIONS = {}
+    venue_for("sim").set_quote(
+        "EUR_USD", bid=D("1.08490"), ask=D("1.08500"), bid_size=D("1000000"), ask_size=D("1000000")
+    )
+    order_id = api.post("/api/v1/orders/", BODY, format="json").json()["id"]
+    order = Order.objects.get(pk=order_id)
+    services.order_submit_to_venue(order_id=order_id)
+    fill = ExecutionReport(
+        venue="sim",
+        kind=ReportKind.FILL,
+        client_order_id=str(order.id),
+        venue_order_id="SIM-1",
+        at=order.created_at,
+        execution_id="X-1",
+        quantity=D("400"),
+        price=D("1.08000"),
+        liquidity="maker",
+    )
+    with CaptureQueriesContext(connection) as captured:
+        services.execution_reports_apply(reports=[fill])
+    sql = [q["sql"] for q in captured.captured_queries]
+    assert len(sql) == sum(FIRST_FILL_QUERIES.values()), "\n".join(sql)
+    # and a second fill on the same position needs no position creation
+    second = ExecutionReport(
+        venue="sim",
+        kind=ReportKind.FILL,
+        client_order_id=str(order.id),
+        venue_order_id="SIM-1",
+        at=order.created_at,
+        execution_id="X-2",
+        quantity=D("600"),
+        price=D("1.08000"),
+        liquidity="maker",
+    )
+    with CaptureQueriesContext(connection) as captured:
+        services.execution_reports_apply(reports=[second])
+    sql = [q["sql"] for q in captured.captured_queries]
+    assert len(sql) == sum(FILL_QUERIES.values()), "\n".join(sql)
+
+
+FILL_QUERIES = {
+    "savepoint + release (one transaction per order)": 2,
+    "lock the order": 1,
+    "execution id seen already?": 1,
+    "lock the account": 1,
+    "lock the positions": 1,
+    "update the position": 1,
+    "update cash and realized P&L": 1,
+    "insert the fill": 1,
+    "update the order": 1,
+    "insert the event": 1,
+}
+# The first fill of a position also creates it (get, savepoint, insert, release, lock again).
+FIRST_FILL_QUERIES = {**FILL_QUERIES, "create the position": 5}
