@@ -838,6 +838,18 @@ def _report_apply(order: Order, report: ExecutionReport, correlation_id: str) ->
     return 1
 
 
+def _breakers_kick(account_code: str) -> None:
+    from django.core.cache import cache
+
+    try:
+        first = cache.add(f"breakers:kick:{account_code}", 1, timeout=1)
+    except Exception:  # Redis away: publish anyway; beat evaluates every few seconds too
+        logger.warning("breaker kick throttle unavailable", exc_info=True)
+        first = True
+    if first:
+        outbox.publish_now("risk.evaluate_breakers", account=account_code)
+
+
 def _cancel_requested_for_expiry(order: Order) -> bool:
     reason = (
         OrderEvent.objects.filter(order=order, type="pending_cancel")
@@ -879,11 +891,10 @@ def _fill_apply(order: Order, report: ExecutionReport, correlation_id: str) -> i
     average = ((previous_notional + quantity * price) / filled).quantize(PRICE_QUANTUM)
     booking = books.fill_book(fill, order)  # sets the fill's booking fields
     fill.save(force_insert=True)
-    # Circuit breakers look at the books as soon as this fill is committed.
+    # Circuit breakers look at the books as soon as this fill is committed (at most one
+    # evaluation per account in flight per second: a burst of fills needs one look, not many).
     account_code = order.account.code
-    transaction.on_commit(
-        lambda: outbox.publish_now("risk.evaluate_breakers", account=account_code)
-    )
+    transaction.on_commit(lambda: _breakers_kick(account_code))
     changes: dict[str, Any] = {
         "filled_quantity": filled,
         "average_fill_price": average,

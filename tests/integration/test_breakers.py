@@ -257,3 +257,18 @@ def test_risk_admin_pages_and_halt_action(admin_client, instruments):
     state.refresh_from_db()
     assert state.mode == "halted"
     assert RiskEvent.objects.get(kind="halt").actor == "admin:admin"
+
+
+def test_a_burst_of_fills_asks_for_one_breaker_evaluation(monkeypatch):
+    from django.core.cache import cache
+
+    from orders import services as order_services
+
+    published = []
+    monkeypatch.setattr(
+        "orders.outbox.publish_now", lambda task, **kw: published.append((task, kw))
+    )
+    cache.delete("breakers:kick:ACC-9")
+    for _ in range(5):
+        order_services._breakers_kick("ACC-9")
+    assert published == [("risk.evaluate_breakers", {"account": "ACC-9"})]
