@@ -172,3 +172,22 @@ def reconcile_at_worker_start(sender: Any = None, **kwargs: Any) -> None:
         reconcile_task.apply_async(kwargs={"trigger": "startup"}, queue="housekeeping")
     except OperationalError:
         logger.warning("could not publish the start-up reconciliation", exc_info=True)
+
+
+@shared_task(
+    name="orders.submit_batch", queue="orders", acks_late=True, soft_time_limit=50, time_limit=60
+)
+def order_submit_batch_task(order_ids: list[str], correlation_id: str = "") -> int:
+    """Send many committed orders in one task (the batch intake). Each order is still its own
+    idempotent submission; one that meets a transient venue error is retried alone, and one
+    that dies with the worker is found by the sweeper like any other."""
+    sent = 0
+    for order_id in order_ids:
+        try:
+            services.order_submit_to_venue(order_id=order_id, correlation_id=correlation_id)
+            sent += 1
+        except VenueTransientError:
+            order_submit_task.apply_async(
+                kwargs={"order_id": order_id, "correlation_id": correlation_id}, countdown=1
+            )
+    return sent

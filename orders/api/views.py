@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from tradingsite.api_errors import validation_error_body
 
-from .. import actors, selectors, services
+from .. import actors, outbox, selectors, services
 from ..exceptions import ApplicationError, NotFound
 from ..models import Account, Fill, Order, OrderEvent
 from ..states import OPEN
@@ -148,12 +148,13 @@ class OrderBatchView(APIView):
         batch = BatchInputSerializer(data=request.data)
         batch.is_valid(raise_exception=True)
         results = []
-        for payload in batch.validated_data["orders"]:
-            code, body = _submit_one(request, payload)
-            if code < 400:
-                results.append({"status": code, "order": body})
-            else:
-                results.append({"status": code, **body})
+        with outbox.batched():
+            for payload in batch.validated_data["orders"]:
+                code, body = _submit_one(request, payload)
+                if code < 400:
+                    results.append({"status": code, "order": body})
+                else:
+                    results.append({"status": code, **body})
         return Response({"results": results}, status=status.HTTP_200_OK)
 
 

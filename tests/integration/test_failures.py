@@ -87,6 +87,46 @@ def test_worker_killed_mid_flight_loses_and_duplicates_nothing(api, market):
     assert_each_order_exactly_once_at_the_venue(ids)
 
 
+def test_worker_killed_mid_batch_loses_and_duplicates_nothing(api, market):
+    # given a slow venue and a worker busy with one batched task of 12 orders
+    slow = Worker(extra_env={"SIM_LATENCY_MS": "400"})
+    try:
+        response = api.post(
+            "/api/v1/orders/batch/",
+            {
+                "orders": [
+                    {
+                        "account": "ACC-1",
+                        "client_order_id": f"batch-crash-{n}",
+                        "symbol": "EUR_USD",
+                        "side": "buy",
+                        "type": "market",
+                        "quantity": "1000",
+                    }
+                    for n in range(12)
+                ]
+            },
+            format="json",
+        )
+        ids = [result["order"]["id"] for result in response.json()["results"]]
+        wait_for(
+            lambda: Order.objects.filter(pk__in=ids, status="filled").count() >= 2,
+            message="the batch under way",
+        )
+        # when the whole worker dies in the middle of the batch
+        slow.kill()
+    finally:
+        slow.stop()
+    assert Order.objects.filter(pk__in=ids).exclude(status="filled").count() > 0
+    # then a new worker and the sweeper finish every order, each exactly once at the venue
+    fresh = Worker()
+    try:
+        wait_all_filled(ids, timeout=60, interval=0.5, sweep_older_than=0.5)
+    finally:
+        fresh.stop()
+    assert_each_order_exactly_once_at_the_venue(ids)
+
+
 def test_venue_timeout_after_accepting_never_places_twice(api, market):
     worker = Worker(extra_env={"SIM_TIMEOUT_RATE": "1"})
     try:

@@ -150,3 +150,31 @@ def test_rate_limit_holds_across_two_web_processes(trader, quoted):
     # then exactly 10 were accepted in all, and both processes refused the rest
     assert statuses == [201] * 10 + [429] * 6
     assert Order.objects.count() == 10
+
+
+@pytest.mark.postgres
+def test_a_web_process_under_load_does_not_pile_up_database_connections(trader, quoted):
+    """ASGI runs each request in a thread of its own; persistent connections per thread would
+    leave one open connection per request until PostgreSQL refuses more."""
+    from django.db import connection
+
+    def connections_to_test_database() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            )
+            return cursor.fetchone()[0]
+
+    web = WebProcess()
+    headers = {"Authorization": f"Token {trader.auth_token.key}"}
+    try:
+        before = connections_to_test_database()
+        for _ in range(40):
+            assert (
+                httpx.get(f"{web.url}/api/v1/orders/", headers=headers, timeout=10).status_code
+                == 200
+            )
+        after = connections_to_test_database()
+    finally:
+        web.stop()
+    assert after - before <= 2
