@@ -31,15 +31,21 @@ class RiskLimitAdmin(admin.ModelAdmin):
     readonly_fields = ["updated_by", "created_at", "updated_at"]
 
     def save_model(self, request, obj, form, change):
-        obj.updated_by = actors.admin_actor(request.user)
-        super().save_model(request, obj, form, change)
-        services.risk_event_record(
-            kind="limit_changed" if change else "limit_created",
-            actor=obj.updated_by,
-            scope=obj.scope,
-            target=obj.target,
-            data={"rule": obj.rule, "value": str(obj.value), "active": obj.active},
+        # Through the service, so the change is a risk event like any other.
+        existing = RiskLimit.objects.get(pk=obj.pk) if change else None
+        changes = {name: getattr(obj, name) for name in services.LIMIT_FIELDS}
+        saved = services.risk_limit_save(
+            limit=existing, changes=changes, actor=actors.admin_actor(request.user)
         )
+        obj.pk = saved.pk
+
+    def delete_model(self, request, obj):
+        services.risk_limit_delete(limit=obj, actor=actors.admin_actor(request.user))
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # bulk deletes would bypass the audit
+        return actions
 
 
 @admin.register(TradingState)

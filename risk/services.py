@@ -23,7 +23,7 @@ from orders.states import OPEN
 
 from . import checks, selectors
 from .exceptions import RateLimited, RiskUnavailable, TradingHalted
-from .models import RiskEvent, Scope, TradingMode, TradingState
+from .models import RiskEvent, RiskLimit, Scope, TradingMode, TradingState
 from .ratelimit import admit
 
 logger = logging.getLogger(__name__)
@@ -382,3 +382,50 @@ def trading_resume(
             data={"breaker_trips_resolved": resolved},
         )
     return state
+
+
+# --- limits ----------------------------------------------------------------------------------
+
+LIMIT_FIELDS = ("scope", "target", "rule", "value", "symbols", "active", "note")
+
+
+def _limit_state(limit: RiskLimit) -> dict[str, Any]:
+    state = {name: getattr(limit, name) for name in LIMIT_FIELDS}
+    state["value"] = checks._plain(limit.value)
+    return state
+
+
+def risk_limit_save(
+    *, limit: RiskLimit | None, changes: dict[str, Any], actor: str, correlation_id: str = ""
+) -> RiskLimit:
+    """Create (limit None) or change a limit; the risk event records before and after."""
+    with transaction.atomic():
+        before = _limit_state(limit) if limit is not None else None
+        limit = limit or RiskLimit()
+        for name, value in changes.items():
+            setattr(limit, name, value)
+        limit.updated_by = actor
+        limit.updated_at = timezone.now()
+        limit.save()
+        risk_event_record(
+            kind="limit_created" if before is None else "limit_changed",
+            actor=actor,
+            scope=limit.scope,
+            target=limit.target,
+            correlation_id=correlation_id,
+            data={"before": before, "after": _limit_state(limit), "limit_id": limit.pk},
+        )
+    return limit
+
+
+def risk_limit_delete(*, limit: RiskLimit, actor: str, correlation_id: str = "") -> None:
+    with transaction.atomic():
+        risk_event_record(
+            kind="limit_deleted",
+            actor=actor,
+            scope=limit.scope,
+            target=limit.target,
+            correlation_id=correlation_id,
+            data={"before": _limit_state(limit), "limit_id": limit.pk},
+        )
+        limit.delete()

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.pagination import CursorPagination
@@ -65,17 +63,12 @@ class LimitListCreateView(generics.ListAPIView):
         _require_risk_role(request.user)
         serializer = LimitSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        actor = actors.user_actor(request.user)
-        with transaction.atomic():
-            limit = serializer.save(updated_by=actor)
-            services.risk_event_record(
-                kind="limit_created",
-                actor=actor,
-                scope=limit.scope,
-                target=limit.target,
-                correlation_id=_correlation_id(request),
-                data=LimitSerializer(limit).data,
-            )
+        limit = services.risk_limit_save(
+            limit=None,
+            changes=serializer.validated_data,
+            actor=actors.user_actor(request.user),
+            correlation_id=_correlation_id(request),
+        )
         return Response(LimitSerializer(limit).data, status=status.HTTP_201_CREATED)
 
 
@@ -91,36 +84,24 @@ class LimitDetailView(APIView):
     def patch(self, request: Request, limit_id: int) -> Response:
         limit = self._limit(request, limit_id)
         _require_risk_role(request.user)
-        before = LimitSerializer(limit).data
         serializer = LimitSerializer(limit, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        actor = actors.user_actor(request.user)
-        with transaction.atomic():
-            limit = serializer.save(updated_by=actor, updated_at=timezone.now())
-            services.risk_event_record(
-                kind="limit_changed",
-                actor=actor,
-                scope=limit.scope,
-                target=limit.target,
-                correlation_id=_correlation_id(request),
-                data={"before": before, "after": LimitSerializer(limit).data},
-            )
+        limit = services.risk_limit_save(
+            limit=limit,
+            changes=serializer.validated_data,
+            actor=actors.user_actor(request.user),
+            correlation_id=_correlation_id(request),
+        )
         return Response(LimitSerializer(limit).data)
 
     def delete(self, request: Request, limit_id: int) -> Response:
         limit = self._limit(request, limit_id)
         _require_risk_role(request.user)
-        actor = actors.user_actor(request.user)
-        with transaction.atomic():
-            services.risk_event_record(
-                kind="limit_deleted",
-                actor=actor,
-                scope=limit.scope,
-                target=limit.target,
-                correlation_id=_correlation_id(request),
-                data=LimitSerializer(limit).data,
-            )
-            limit.delete()
+        services.risk_limit_delete(
+            limit=limit,
+            actor=actors.user_actor(request.user),
+            correlation_id=_correlation_id(request),
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -470,3 +470,28 @@ def test_buying_power_refuses_an_order_that_needs_more_margin(api):
     assert refused.status_code == 422
     [reason] = refused.json()["error"]["reasons"]
     assert (reason["code"], reason["actual"], reason["limit"]) == ("buying_power", "95", "25")
+
+
+def test_limits_changed_in_the_admin_are_audited(admin_client, instruments):
+    response = admin_client.post(
+        "/admin/risk/risklimit/add/",
+        {
+            "scope": "account",
+            "target": "ACC-1",
+            "rule": "max_order_quantity",
+            "value": "5",
+            "symbols": "[]",
+            "active": "on",
+            "note": "",
+        },
+    )
+    assert response.status_code == 302, response.content[:500]
+    limit = RiskLimit.objects.get()
+    assert limit.updated_by == "admin:admin"
+    admin_client.post(f"/admin/risk/risklimit/{limit.pk}/delete/", {"post": "yes"})
+    assert not RiskLimit.objects.exists()
+    events = list(RiskEvent.objects.order_by("id").values_list("kind", "actor", "account"))
+    assert events == [
+        ("limit_created", "admin:admin", "ACC-1"),
+        ("limit_deleted", "admin:admin", "ACC-1"),
+    ]
