@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import QuerySet, Sum
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from brokers.base import (
@@ -293,6 +293,7 @@ class SimulatedVenue:
         working = list(
             SimOrder.objects.select_for_update()
             .filter(symbol=row.symbol, status="working")
+            .filter(_may_act_on(bid=row.bid, ask=row.ask, now=now))
             .order_by("id")
         )
         for order in working:
@@ -434,3 +435,20 @@ class SimulatedVenue:
             seq=row.seq,
             at=row.at,
         )
+
+
+def _may_act_on(*, bid: Decimal, ask: Decimal, now: Any) -> Q:
+    """The working orders a quote can fill, trigger or expire; the rest are not even read, so
+    a step costs what it matches, not the size of the book. Mirrors engine.match: a resting
+    buy limit fills when ask <= limit, a buy stop triggers when ask >= stop (sells mirrored)."""
+    return (
+        Q(type="market")
+        | Q(side="buy", type="limit", limit_price__gte=ask)
+        | Q(side="sell", type="limit", limit_price__lte=bid)
+        | Q(side="buy", type__in=["stop", "stop_limit"], triggered=False, stop_price__lte=ask)
+        | Q(side="sell", type__in=["stop", "stop_limit"], triggered=False, stop_price__gte=bid)
+        | Q(type="stop", triggered=True)
+        | Q(side="buy", type="stop_limit", triggered=True, limit_price__gte=ask)
+        | Q(side="sell", type="stop_limit", triggered=True, limit_price__lte=bid)
+        | Q(expire_at__lte=now)
+    )

@@ -1,6 +1,8 @@
 """Order life-cycle paths that need no worker: the services called directly, in one
 transaction per test (nothing is published)."""
 
+from decimal import Decimal
+
 import pytest
 
 from brokers.models import SimOrder
@@ -9,6 +11,8 @@ from orders.models import Order
 from tests.helpers import eur_usd_market, submit
 
 pytestmark = pytest.mark.django_db
+
+D = Decimal
 
 
 def test_day_order_not_yet_sent_expires_locally(api, instruments):
@@ -82,3 +86,77 @@ def test_the_simulated_market_is_deterministic_for_a_seed(instruments):
     assert first == run(11)
     assert first != run(12)
     assert [row[1] for row in first] == [25, 25]
+
+
+def test_a_quote_step_reads_exactly_the_orders_it_can_act_on(instruments):
+    """The SQL pre-filter of resting orders agrees with the matching engine: every order the
+    engine would fill or trigger is read, and nothing else (besides expiries)."""
+    from itertools import product
+
+    from brokers.base import Quote
+    from brokers.sim import engine
+    from brokers.sim.venue import _may_act_on
+
+    bid, ask = D("1.08490"), D("1.08500")
+    prices = [D("1.08480"), D("1.08490"), D("1.08495"), D("1.08500"), D("1.08510")]
+    n = 0
+    for side, order_type, price, triggered in product(
+        ["buy", "sell"], ["market", "limit", "stop", "stop_limit"], prices, [False, True]
+    ):
+        if order_type in ("market", "limit") and triggered:
+            continue
+        n += 1
+        SimOrder.objects.create(
+            client_order_id=f"f-{n}",
+            symbol="EUR_USD",
+            side=side,
+            type=order_type,
+            time_in_force="gtc",
+            quantity=D("1000"),
+            triggered=triggered,
+            limit_price=price if order_type in ("limit", "stop_limit") else None,
+            stop_price=price if order_type in ("stop", "stop_limit") else None,
+        )
+    selected = set(
+        SimOrder.objects.filter(_may_act_on(bid=bid, ask=ask, now=timezone_now())).values_list(
+            "client_order_id", flat=True
+        )
+    )
+    quote = Quote(
+        symbol="EUR_USD", bid=bid, ask=ask, bid_size=D("1000000"), ask_size=D("1000000"), seq=1
+    )
+    acted = set()
+    for order in SimOrder.objects.all():
+        working = engine.WorkingOrder(
+            side=order.side,
+            type=order.type,
+            time_in_force="gtc",
+            quantity=order.quantity,
+            limit_price=order.limit_price,
+            stop_price=order.stop_price,
+            triggered=order.triggered,
+        )
+        result = engine.match(
+            working,
+            quote,
+            engine.Liquidity(bid_size=D("1000000"), ask_size=D("1000000")),
+            tick=D("0.00001"),
+            lot=D("1"),
+            on_arrival=False,
+        )
+        if result.executions or result.triggered_now:
+            acted.add(order.client_order_id)
+    assert acted <= selected
+    # triggered stops are always read (they are market orders now); nothing else is extra
+    extra = {
+        cid
+        for cid in selected - acted
+        if not SimOrder.objects.filter(client_order_id=cid, type="stop", triggered=True).exists()
+    }
+    assert extra == set()
+
+
+def timezone_now():
+    from django.utils import timezone
+
+    return timezone.now()
