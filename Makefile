@@ -41,9 +41,12 @@ run: .venv
 test: .venv
 	$(PY) -m tests $(ARGS)
 
-# Benchmarks (tests/bench/bench_*.py): figures, not pass/fail timings.
+# Benchmarks: figures, not pass/fail timings (docs/performance.md). First the stack over HTTP on
+# PostgreSQL + Redis next to the machine's limits (python -m tests.bench; ARGS=--quick for the
+# short profile), then the in-process risk gate cost (tests/bench/bench_*.py).
 bench: .venv
-	$(PY) -m tests tests/bench -q -p no:randomly -o python_files='bench_*.py' $(ARGS)
+	$(PY) -m tests.bench $(ARGS)
+	$(PY) -m tests tests/bench -q -p no:randomly -o python_files='bench_*.py'
 
 lint: .venv
 	$(VENV)/bin/ruff check .

@@ -962,11 +962,56 @@ def venue_poll(*, venue_name: str, limit: int = 1000) -> int:
         reports = venue_for(venue_name).reports_since(cursor.cursor, limit=limit)
         if not reports:
             return 0
-        execution_reports_apply(reports=reports)
+        execution_reports_apply(reports=reports_not_yet_applied(reports))
         cursor.cursor = max(report.cursor for report in reports)
         cursor.updated_at = timezone.now()
         cursor.save(update_fields=["cursor", "updated_at"])
         return len(reports)
+
+
+def reports_not_yet_applied(reports: Sequence[ExecutionReport]) -> list[ExecutionReport]:
+    """Drop, with two queries for the whole batch, the reports our books already reflect: the
+    submit path applies the venue's answer at once, and the stream repeats it. Applying them
+    again would change nothing (the path is idempotent) but would lock every order twice."""
+    order_ids = set()
+    for report in reports:
+        try:
+            order_ids.add(UUID(report.client_order_id))
+        except ValueError:
+            continue
+    known = {
+        str(pk): (status, venue_order_id)
+        for pk, status, venue_order_id in Order.objects.filter(pk__in=order_ids).values_list(
+            "pk", "status", "venue_order_id"
+        )
+    }
+    booked = set(
+        Fill.objects.filter(
+            venue__in={r.venue for r in reports},
+            venue_execution_id__in=[r.execution_id for r in reports if r.kind == ReportKind.FILL],
+        ).values_list("venue_execution_id", flat=True)
+    )
+    pending = []
+    for report in reports:
+        status, venue_order_id = known.get(report.client_order_id, (None, ""))
+        if report.kind == ReportKind.FILL and report.execution_id in booked:
+            continue
+        if (
+            report.kind == ReportKind.ACK
+            and venue_order_id
+            and status
+            not in (
+                S.PENDING_SUBMIT,
+                S.SUBMITTED,
+            )
+        ):
+            continue
+        if report.kind in (ReportKind.CANCELLED, ReportKind.REJECTED, ReportKind.EXPIRED) and (
+            status in TERMINAL
+        ):
+            continue
+        pending.append(report)
+    return pending
 
 
 def orders_expire(*, now: datetime | None = None) -> int:

@@ -38,7 +38,7 @@ PG_SERVER = "postgres://postgres@127.0.0.1:5432"
 DB_NAME = "fillmore_bench"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 REDIS_DB, BROKER_DB = 7, 8
-STOP_GRACE_SECONDS = 15.0
+STOP_GRACE_SECONDS = 10.0
 
 # Orders a bench client may not hold (resting, in flight): the statuses of orders.states.OPEN.
 OPEN_STATUSES = (
@@ -68,7 +68,9 @@ def pg_connect(dbname: str, autocommit: bool = True) -> psycopg.Connection:
 
 def recreate_database(name: str) -> None:
     with pg_connect("postgres") as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
@@ -160,6 +162,8 @@ class Stack:
     procs: list[Proc] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    # None: the project's defaults (workers keep connections 60 s; ASGI web closes per request).
+    conn_max_age: int | None = None
 
     @property
     def base_url(self) -> str:
@@ -178,7 +182,7 @@ class Stack:
             "database": self.database_url,
             "redis": f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB} (broker db {BROKER_DB})",
             "DEBUG": self.env.get("DEBUG", ""),
-            "CONN_MAX_AGE": self.env.get("CONN_MAX_AGE", ""),
+            "CONN_MAX_AGE": self.env.get("CONN_MAX_AGE", "default (web 0, workers 60)"),
             "RISK_ORDERS_PER_MINUTE": self.env.get("RISK_ORDERS_PER_MINUTE", ""),
             "risk_limits": "none configured",
         }
@@ -197,13 +201,16 @@ class Stack:
             DEBUG="false",
             SECRET_KEY=secrets.token_urlsafe(50),
             ALLOWED_HOSTS="127.0.0.1,localhost",
-            CONN_MAX_AGE="60",
             LOG_LEVEL="WARNING",
             # The per-trader rate limit (100/min by default) would refuse a throughput run:
             # the check still runs on every order, it just never trips.
             RISK_ORDERS_PER_MINUTE="1000000000",
             PYTHONUNBUFFERED="1",
         )
+        if self.conn_max_age is not None:
+            env["CONN_MAX_AGE"] = str(self.conn_max_age)
+        else:
+            env.pop("CONN_MAX_AGE", None)
         return env
 
     def prepare(self) -> None:
@@ -306,9 +313,7 @@ class Stack:
         raise StackError(f"the stack was not ready within {timeout:.0f} s ({last})")
 
     def check_alive(self) -> list[str]:
-        return [
-            f"{p.name} exited with {p.proc.returncode}" for p in self.procs if not p.running()
-        ]
+        return [f"{p.name} exited with {p.proc.returncode}" for p in self.procs if not p.running()]
 
     def stop(self) -> None:
         # web first (no new orders), then the producers of work, then the worker.

@@ -1,0 +1,584 @@
+"""`make bench`: the stack on PostgreSQL + Redis, driven over HTTP, next to the machine's limits.
+
+    python -m tests.bench [--quick] [--runs N] [--rate R] [--skip-limits]
+
+1. Machine limits (tests/bench/limits.py: the ../shared/limits scripts) while nothing else runs.
+2. A fresh `fillmore_bench` database and Redis dbs 7/8, migrate, seed_demo, 200 traders.
+3. The stack with production settings (tests/bench/stack.py): gunicorn + uvicorn workers,
+   Celery prefork -c 2, beat, market data; DEBUG=false.
+4. Per run (3 in the full profile, 1 with --quick), each over HTTP from this machine
+   (tests/bench/load.py): submit latency, fill latency, the concurrency curve, the offered
+   load sweep, single-order throughput (50 clients), batch intake throughput.
+5. The table (figure, min-max over runs, target of issue 5, machine limit and ratio),
+   bench/results.json, bench/results.md, bench/scaling.png (+ docs/performance-scaling.png).
+
+Everything started is stopped at the end, on Ctrl-C and on SIGTERM; the databases are kept for
+inspection (`psql -h 127.0.0.1 -U postgres fillmore_bench`), process logs are in bench/logs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import load, report
+from .limits import Limits
+from .stack import BENCH_DIR, REPO, Stack, StackError, server_versions
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    runs: int
+    limit_seconds: int
+    celery_tasks: int
+    submit_count: int
+    fill_count: int
+    single_clients: int
+    single_seconds: float
+    batch_clients: int
+    batch_size: int
+    batch_seconds: float
+    curve_levels: tuple[int, ...]
+    curve_seconds: float
+    # Offered loads of the sweep, as fractions of the measured capacity (see one_run).
+    sweep_fractions: tuple[float, ...]
+    sweep_seconds: float
+    # Waiting for a phase's orders to finish (batch: twice this); then leftovers are cancelled
+    # and the next phase waits at most idle_seconds for the whole book to be quiet.
+    drain_seconds: float
+    idle_seconds: float
+
+
+QUICK = Profile(
+    name="quick",
+    runs=1,
+    limit_seconds=3,
+    celery_tasks=2000,
+    submit_count=100,
+    fill_count=30,
+    single_clients=50,
+    single_seconds=8,
+    batch_clients=2,
+    batch_size=100,
+    batch_seconds=8,
+    curve_levels=(1, 20, 100, 200),
+    curve_seconds=8,
+    sweep_fractions=(0.25, 0.5, 1.0, 1.5),
+    sweep_seconds=4,
+    drain_seconds=10,
+    idle_seconds=10,
+)
+FULL = Profile(
+    name="full",
+    runs=3,
+    limit_seconds=10,
+    celery_tasks=20000,
+    submit_count=300,
+    fill_count=100,
+    single_clients=50,
+    single_seconds=20,
+    batch_clients=4,
+    batch_size=500,
+    batch_seconds=60,
+    curve_levels=(1, 20, 100, 200),
+    curve_seconds=12,
+    sweep_fractions=(0.25, 0.5, 1.0, 1.5, 2.0),
+    sweep_seconds=8,
+    drain_seconds=30,
+    idle_seconds=15,
+)
+
+
+# --- progress ----------------------------------------------------------------------------------
+
+
+class Progress:
+    """`[####......] 7/31 0:42 what` on stderr: redrawn every second on a terminal, one line per
+    step otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.what = ""
+        self.started = time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        if self.tty:
+            threading.Thread(target=self._tick, daemon=True, name="progress").start()
+
+    def _line(self) -> str:
+        width = 24
+        filled = int(width * self.done / max(self.total, 1))
+        elapsed = int(time.monotonic() - self.started)
+        return (
+            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+            f"{elapsed // 60}:{elapsed % 60:02d} {self.what}"
+        )
+
+    def _draw(self) -> None:
+        with self._lock:
+            if self.tty:
+                sys.stderr.write("\r\033[K" + self._line()[:150])
+            else:
+                sys.stderr.write(self._line() + "\n")
+            sys.stderr.flush()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            self._draw()
+
+    def step(self, what: str) -> None:
+        """Start the next step (the previous one counts as done)."""
+        if self.what:
+            self.done = min(self.done + 1, self.total)
+        self.what = what
+        self._draw()
+
+    def note(self, text: str) -> None:
+        with self._lock:
+            sys.stderr.write(("\r\033[K" if self.tty else "") + text + "\n")
+            sys.stderr.flush()
+        if self.tty:
+            self._draw()
+
+    def finish(self) -> None:
+        self.done = self.total
+        self.what = "done"
+        self._draw()
+        self._stop.set()
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def count_steps(profile: Profile, skip_limits: bool) -> int:
+    per_run = 3 + len(profile.curve_levels) + len(profile.sweep_fractions) + 1
+    limits = 0 if skip_limits else 4 * profile.runs
+    return limits + 2 + per_run * profile.runs + 2
+
+
+def measure_limits(profile: Profile, progress: Progress, notes: list[str]) -> list[dict]:
+    runs = []
+    for i in range(profile.runs):
+
+        def step(what: str, i: int = i) -> None:
+            progress.step(f"{what} (run {i + 1}/{profile.runs})")
+
+        def note(text: str) -> None:
+            notes.append(text)
+            progress.note(text)
+
+        runs.append(Limits(profile.limit_seconds, profile.celery_tasks, note).measure(step))
+    return runs
+
+
+class StackDied(Exception):
+    """A process of the stack exited during the run."""
+
+
+def one_run(stack: Stack, profile: Profile, run: int, rate: float | None, progress: Progress):
+    """One run of every phase. `rate` (orders/s of the concurrency curve) None: half the
+    capacity this run measures with 50 clients (the lower of HTTP intake and fills per second),
+    so that the curve compares concurrency levels below saturation on any machine; the sweep's
+    offered loads are fractions of that same capacity."""
+    db = load.Db(stack)
+    out: dict[str, Any] = {}
+    label = f"(run {run}/{profile.runs})"
+
+    def step(what: str) -> None:
+        dead = stack.check_alive()
+        if dead:
+            raise StackDied("; ".join(dead))
+        progress.step(f"{what} {label}")
+
+    def idle() -> None:
+        if not load.wait_idle(db, timeout=profile.idle_seconds):
+            progress.note(f"warning: orders still open before the next phase {label}")
+
+    try:
+        step(f"submit latency, 1 client, {profile.submit_count} limit orders")
+        out["submit"] = load.submit_latency(stack, db, f"r{run}sub", profile.submit_count)
+        idle()
+        step(f"fill latency, 1 client, {profile.fill_count} market orders")
+        out["fill"] = load.fill_latency(stack, f"r{run}fill", profile.fill_count)
+        idle()
+        step(
+            f"single-order throughput: {profile.single_clients} clients, "
+            f"{profile.single_seconds:g} s"
+        )
+        out["single"] = load.single_throughput(
+            stack, db, f"r{run}single", profile.single_clients, profile.single_seconds,
+            profile.drain_seconds,
+        )  # fmt: skip
+        idle()
+        single = out["single"]
+        capacity = min(single.get("accepted_per_s") or 0, single.get("filled_per_s") or 0)
+        out["capacity_per_s"] = capacity
+        if rate is None:
+            rate = max(5.0, round(capacity / 2))
+        out["curve_rate_per_s"] = rate
+        out["curve"] = []
+        for traders in profile.curve_levels:
+            step(f"concurrency: {traders} traders at {rate:g} orders/s total")
+            level = load.open_loop(
+                stack, db, f"r{run}c{traders}", traders, rate, profile.curve_seconds,
+                profile.drain_seconds, conns=4 if traders < 20 else 1,
+            )  # fmt: skip
+            level.pop("backlog_series", None)
+            out["curve"].append(level)
+            idle()
+        out["sweep"] = []
+        base = max(capacity, 4.0)
+        for fraction in profile.sweep_fractions:
+            offered = max(1.0, round(base * fraction))
+            step(f"offered load sweep: {offered:g} orders/s ({fraction:g} x capacity), 50 traders")
+            level = load.open_loop(
+                stack, db, f"r{run}w{int(fraction * 100)}", 50, offered, profile.sweep_seconds,
+                profile.drain_seconds, conns=4,
+            )  # fmt: skip
+            level["fraction_of_capacity"] = fraction
+            out["sweep"].append(level)
+            idle()
+        step(
+            f"batch intake: {profile.batch_clients} clients x {profile.batch_size} orders, "
+            f"{profile.batch_seconds:g} s"
+        )
+        out["batch"] = load.batch_throughput(
+            stack, db, f"r{run}batch", profile.batch_clients, profile.batch_size,
+            profile.batch_seconds, profile.drain_seconds * 2,
+        )  # fmt: skip
+        idle()
+    finally:
+        db.close()
+    return out, rate
+
+
+def headline(run: dict[str, Any]) -> dict[str, float | None]:
+    curve = {level["traders"]: level for level in run["curve"]}
+    p20 = curve.get(20, {}).get("submit_p99_ms")
+    p200 = curve.get(200, {}).get("submit_p99_ms")
+    growth = (p200 / p20 - 1) * 100 if p20 and p200 is not None else None
+    events = [run["single"].get("events_per_s"), run["batch"].get("events_per_s")]
+    events = [e for e in events if e is not None]
+    return {
+        "submit_p50_ms": run["submit"]["submit_p50_ms"],
+        "submit_p99_ms": run["submit"]["submit_p99_ms"],
+        "fill_p50_ms": run["fill"]["fill_p50_ms"],
+        "fill_p99_ms": run["fill"]["fill_p99_ms"],
+        "single_orders_per_s": run["single"].get("filled_per_s"),
+        "batch_orders_per_s": run["batch"].get("filled_per_s"),
+        "events_per_s": max(events) if events else None,
+        "concurrency_p99_growth_pct": None if growth is None else round(growth, 1),
+        # supporting figures
+        "single_accepted_per_s": run["single"].get("accepted_per_s"),
+        "single_fill_p99_ms_under_load": run["single"].get("fill_p99_ms"),
+        "single_submit_p99_ms_under_load": run["single"].get("submit_p99_ms"),
+        "batch_accepted_per_s": run["batch"].get("accepted_per_s"),
+        "batch_backlog_growth_per_s": run["batch"].get("backlog_growth_per_s"),
+        "batch_backlog_at_window_end": run["batch"].get("backlog_at_window_end"),
+        "single_backlog_at_window_end": run["single"].get("backlog_at_window_end"),
+    }
+
+
+def median_levels(runs: list[list[dict]], key: str, fields: tuple[str, ...]) -> list[dict]:
+    """Per level (by `key`), the median of each field over the runs."""
+    by_level: dict[Any, list[dict]] = {}
+    for levels in runs:
+        for level in levels:
+            by_level.setdefault(level[key], []).append(level)
+    merged = []
+    for level_key, levels in by_level.items():
+        row: dict[str, Any] = {key: level_key}
+        for name in fields:
+            values = [lv.get(name) for lv in levels if lv.get(name) is not None]
+            row[name] = round(statistics.median(values), 2) if values else None
+        merged.append(row)
+    return merged
+
+
+LEVEL_FIELDS = (
+    "offered_per_s",
+    "accepted",
+    "accepted_per_s",
+    "filled_per_s",
+    "submit_p50_ms",
+    "submit_p99_ms",
+    "fill_p50_ms",
+    "fill_p99_ms",
+    "backlog_at_window_end",
+    "errors",
+    "peak_db_connections",
+    "fraction_of_capacity",
+)
+
+
+def problems_seen(runs: list[dict[str, Any]], logs: dict, dead: list[str]) -> list[str]:
+    """Errors, 5xx, lost or stuck orders: stated precisely, never fixed here."""
+    found = list(dead)
+    for i, run in enumerate(runs, 1):
+        phases = [("submit", run["submit"]), ("fill", run["fill"])]
+        phases += [(f"concurrency {lv['traders']}", lv) for lv in run["curve"]]
+        phases += [(f"sweep {lv['offered_per_s']:g}/s", lv) for lv in run["sweep"]]
+        phases += [("single", run["single"]), ("batch", run["batch"])]
+        for name, phase in phases:
+            http = phase.get("http", {})
+            bad = {k: v for k, v in http.items() if not k.startswith("2")}
+            if bad:
+                found.append(f"run {i} {name}: HTTP answers other than 2xx: {bad}")
+            per_order = phase.get("per_order_status", {})
+            bad_orders = {k: v for k, v in per_order.items() if not k.startswith("2")}
+            if bad_orders:
+                found.append(f"run {i} {name}: per-order batch results not 2xx: {bad_orders}")
+            if phase.get("accepted_not_stored"):
+                found.append(
+                    f"run {i} {name}: {phase['accepted_not_stored']} orders answered 201 but "
+                    "not found in the database (lost)"
+                )
+            if phase.get("still_open"):
+                found.append(
+                    f"run {i} {name}: {phase['still_open']} orders not finished within the "
+                    f"drain cap ({phase.get('drain_wait_s')} s; the harness then cancelled "
+                    f"them): {phase.get('final_statuses')}"
+                )
+            if phase.get("needs_review"):
+                found.append(f"run {i} {name}: {phase['needs_review']} orders parked for review")
+            statuses = phase.get("final_statuses", {})
+            expected = "cancelled" if name == "submit" else "filled"
+            odd = {
+                k: v
+                for k, v in statuses.items()
+                if k != expected and k not in load.OPEN_STATUSES  # open ones reported above
+            }
+            if odd:
+                found.append(f"run {i} {name}: orders that ended other than {expected}: {odd}")
+    for proc, info in logs.items():
+        found.append(
+            f"{proc} log (bench/logs/{proc}.log): {info['lines']} error lines, e.g. "
+            + " | ".join(info["examples"][:3])
+        )
+    return found
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="one run, short phases (< 5 min)")
+    parser.add_argument("--runs", type=int, help="repeat each measurement N times")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="total offered orders/s of the concurrency curve "
+        "(default: half the capacity measured by the first run)",
+    )
+    parser.add_argument(
+        "--conn-max-age",
+        type=int,
+        default=None,
+        help="CONN_MAX_AGE of every process of the stack (default: the project's own, "
+        "60 s for workers and 0 for the ASGI web, see tradingsite/asgi.py)",
+    )
+    parser.add_argument("--skip-limits", action="store_true", help="do not measure the limits")
+    args = parser.parse_args(argv)
+    profile = QUICK if args.quick else FULL
+    if args.runs:
+        profile = Profile(**{**profile.__dict__, "runs": args.runs})
+
+    received: list[str] = []
+
+    def on_signal(signum, frame):
+        received.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt
+
+    # Started in the background by a shell, SIGINT may be ignored: make Ctrl-C stop us cleanly.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    progress = Progress(count_steps(profile, args.skip_limits))
+    notes: list[str] = []
+    stack = Stack(
+        traders=max(profile.single_clients, *profile.curve_levels),
+        conn_max_age=args.conn_max_age,
+    )
+    load_before = _loadavg()
+    if load_before and float(load_before.split()[0]) > 1.0:
+        busy = f"the machine was busy when the bench started (load average {load_before})"
+        notes.append(busy + ": figures are noisier than on an idle machine")
+        progress.note("warning: " + busy)
+    runs: list[dict[str, Any]] = []
+    limit_runs: list[dict] = []
+    logs: dict = {}
+    dead: list[str] = []
+    try:
+        if not args.skip_limits:
+            limit_runs = measure_limits(profile, progress, notes)
+        progress.step(f"set-up: fresh database, migrate, seed, {stack.traders} traders")
+        stack.prepare()
+        progress.step("starting gunicorn/uvicorn, Celery worker, beat, market data")
+        stack.start()
+        rate = args.rate
+        for run in range(1, profile.runs + 1):
+            try:
+                result, rate = one_run(stack, profile, run, rate, progress)
+            except StackDied as exc:
+                dead = [f"a stack process exited during run {run}: {exc}"]
+                dead += [
+                    f"{p.name} log tail: {p.log_tail(3)}" for p in stack.procs if not p.running()
+                ]
+                progress.note("bench: " + dead[0] + "; stopping")
+                break
+            runs.append(result)
+        progress.step("stopping the stack")
+    except StackError as exc:
+        progress.note(f"bench: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        why = received[0] if received else "KeyboardInterrupt"
+        interrupted = f"interrupted by {why} after {len(runs)} complete run(s)"
+        progress.note(f"bench: {interrupted}; stopping everything")
+        if not runs:
+            return 130
+        notes.append(interrupted + ": the figures are from those runs only")
+    finally:
+        # A second Ctrl-C must not cut the clean-up short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        queued = {}
+        if stack.procs:
+            try:
+                queued = stack.redis_queue_lengths()
+            except Exception:  # Redis gone: nothing to report
+                queued = {}
+        stack.stop()
+        logs = stack.log_problems()
+    if not runs:
+        return 2
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    progress.step("report")
+    per_run = [headline(run) for run in runs]
+    figures = {key: report.spread([h[key] for h in per_run]) for key in per_run[0]}
+    limit_keys = sorted({k for r in limit_runs for k, v in r.items() if not isinstance(v, str)})
+    limits_runs = {key: report.spread([r.get(key) for r in limit_runs]) for key in limit_keys}
+    limits: dict[str, Any] = {
+        key: limits_runs.get(key, {}).get("median")
+        for key in (
+            "celery_noop_tasks_per_s",
+            "pg_single_insert_tps",
+            "pg_batched_rows_per_s",
+            "drf_floor_req_per_s",
+            "drf_floor_p99_ms",
+        )
+    }
+    for key in limit_keys:
+        limits.setdefault(key, limits_runs[key]["median"])
+    tools = [r.get("drf_floor_tool") for r in limit_runs if r.get("drf_floor_tool")]
+    limits["drf_floor_tool"] = tools[0] if tools else None
+    versions = server_versions()
+    results: dict[str, Any] = {
+        **{key: figures[key]["median"] for key in report.HEADLINE},
+        "growth": None,
+        "growth_note": (
+            "not measured yet: the growth figure (submit p99 with 1,000,000 orders and "
+            "10,000,000 events preloaded, venue matching cost with 100,000 resting orders) "
+            "needs a preload this harness does not do"
+        ),
+        "limits": limits,
+        "profile": profile.name,
+        "runs": len(runs),
+        "interrupted": bool(received),
+        "command": "make bench" + (f" ARGS='{' '.join(argv)}'" if argv else ""),
+        "started_at": started.isoformat(timespec="seconds").replace("+00:00", ""),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", ""),
+        "duration_s": round(time.monotonic() - t0, 1),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "memory_gib": _memory_gib(),
+            "loadavg_before": load_before,
+            "loadavg_after": _loadavg(),
+            **versions,
+        },
+        "stack": stack.settings_summary(),
+        "load": {
+            "concurrency_rate_per_s": runs[0].get("curve_rate_per_s"),
+            "concurrency_rate": "given (--rate)" if args.rate else "half the measured capacity",
+            "capacity_per_s": [r.get("capacity_per_s") for r in runs],
+            "profile": profile.__dict__,
+            "order": "market IOC, 1,000 units of EUR_USD / GBP_USD / USD_JPY; "
+            "submit latency: GTC limit orders far from the market",
+        },
+        "figures": figures,
+        "limits_runs": limits_runs,
+        "concurrency_curve": median_levels([r["curve"] for r in runs], "traders", LEVEL_FIELDS),
+        "scaling": median_levels([r["sweep"] for r in runs], "offered_per_s", LEVEL_FIELDS),
+        "details": runs,
+        "limits_details": limit_runs,
+        "queued_tasks_at_stop": queued,
+        "notes": notes,
+    }
+    results["problems"] = problems_seen(runs, logs, dead)
+    BENCH_DIR.mkdir(exist_ok=True)
+    # The chart linked from docs/performance.md comes from the full profile only.
+    docs_png = REPO / "docs" / "performance-scaling.png" if profile.name == "full" else None
+    why = report.chart(results, BENCH_DIR / "scaling.png", docs_png)
+    results["chart"] = None if why else "bench/scaling.png"
+    if why:
+        notes.append(why)
+    (BENCH_DIR / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    (BENCH_DIR / "results.md").write_text(report.render_markdown(results))
+    progress.finish()
+
+    print()
+    print(f"make bench: profile {profile.name}, {len(runs)} run(s), {results['duration_s']:.0f} s")
+    print(report.render_table(results))
+    print()
+    print(report.render_curve(results))
+    print()
+    print(f"growth: {results['growth_note']}")
+    if results["problems"]:
+        print("\nproblems seen in the application under load:")
+        for problem in results["problems"]:
+            print(f"  - {problem}")
+    for note in notes:
+        print(f"note: {note}")
+    print(f"\nwritten: bench/results.json, bench/results.md, {results['chart'] or '(no chart)'}")
+    return 130 if received else 0
+
+
+def _loadavg() -> str | None:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return None
+
+
+def _memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
