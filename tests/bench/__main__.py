@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from . import load, report
-from .limits import Limits
+from .limits import LIMIT_KEYS, Limits
 from .stack import BENCH_DIR, REPO, Stack, StackError, server_versions
 
 
@@ -191,11 +191,12 @@ class StackDied(Exception):
     """A process of the stack exited during the run."""
 
 
-def one_run(stack: Stack, profile: Profile, run: int, rate: float | None, progress: Progress):
-    """One run of every phase. `rate` (orders/s of the concurrency curve) None: half the
-    capacity this run measures with 50 clients (the lower of HTTP intake and fills per second),
-    so that the curve compares concurrency levels below saturation on any machine; the sweep's
-    offered loads are fractions of that same capacity."""
+def one_run(stack: Stack, profile: Profile, run: int, calibration: dict, progress: Progress):
+    """One run of every phase. The capacity is what the first run measures with 50 clients
+    (the lower of HTTP intake and fills per second); the concurrency curve's rate (unless
+    `calibration["rate"]` is given) is half of it, so that the curve compares concurrency
+    levels below saturation on any machine, and the sweep's offered loads are fractions of it.
+    Later runs keep the first run's figures, so that their levels line up."""
     db = load.Db(stack)
     out: dict[str, Any] = {}
     label = f"(run {run}/{profile.runs})"
@@ -227,10 +228,13 @@ def one_run(stack: Stack, profile: Profile, run: int, rate: float | None, progre
         )  # fmt: skip
         idle()
         single = out["single"]
-        capacity = min(single.get("accepted_per_s") or 0, single.get("filled_per_s") or 0)
-        out["capacity_per_s"] = capacity
-        if rate is None:
-            rate = max(5.0, round(capacity / 2))
+        out["capacity_per_s"] = min(
+            single.get("accepted_per_s") or 0, single.get("filled_per_s") or 0
+        )
+        calibration.setdefault("capacity_per_s", out["capacity_per_s"])
+        if calibration.get("rate") is None:
+            calibration["rate"] = max(5.0, round(calibration["capacity_per_s"] / 2))
+        rate = calibration["rate"]
         out["curve_rate_per_s"] = rate
         out["curve"] = []
         for traders in profile.curve_levels:
@@ -243,7 +247,7 @@ def one_run(stack: Stack, profile: Profile, run: int, rate: float | None, progre
             out["curve"].append(level)
             idle()
         out["sweep"] = []
-        base = max(capacity, 4.0)
+        base = max(calibration["capacity_per_s"], 4.0)
         for fraction in profile.sweep_fractions:
             offered = max(1.0, round(base * fraction))
             step(f"offered load sweep: {offered:g} orders/s ({fraction:g} x capacity), 50 traders")
@@ -265,7 +269,7 @@ def one_run(stack: Stack, profile: Profile, run: int, rate: float | None, progre
         idle()
     finally:
         db.close()
-    return out, rate
+    return out
 
 
 def headline(run: dict[str, Any]) -> dict[str, float | None]:
@@ -302,7 +306,7 @@ def median_levels(runs: list[list[dict]], key: str, fields: tuple[str, ...]) -> 
         for level in levels:
             by_level.setdefault(level[key], []).append(level)
     merged = []
-    for level_key, levels in by_level.items():
+    for level_key, levels in sorted(by_level.items()):
         row: dict[str, Any] = {key: level_key}
         for name in fields:
             values = [lv.get(name) for lv in levels if lv.get(name) is not None]
@@ -355,6 +359,11 @@ def problems_seen(runs: list[dict[str, Any]], logs: dict, dead: list[str]) -> li
                     f"drain cap ({phase.get('drain_wait_s')} s; the harness then cancelled "
                     f"them): {phase.get('final_statuses')}"
                 )
+            if phase.get("error_answers_but_stored"):
+                found.append(
+                    f"run {i} {name}: {phase['error_answers_but_stored']} orders were stored "
+                    "although their POST was answered with an error or timed out"
+                )
             if phase.get("needs_review"):
                 found.append(f"run {i} {name}: {phase['needs_review']} orders parked for review")
             statuses = phase.get("final_statuses", {})
@@ -394,7 +403,15 @@ def main(argv: list[str]) -> int:
         "60 s for workers and 0 for the ASGI web, see tradingsite/asgi.py)",
     )
     parser.add_argument("--skip-limits", action="store_true", help="do not measure the limits")
+    parser.add_argument(
+        "--summarize",
+        metavar="FILE",
+        type=Path,
+        help="measure nothing: recompute and print the figures of a results.json",
+    )
     args = parser.parse_args(argv)
+    if args.summarize:
+        return republish(args.summarize)
     profile = QUICK if args.quick else FULL
     if args.runs:
         profile = Profile(**{**profile.__dict__, "runs": args.runs})
@@ -432,10 +449,10 @@ def main(argv: list[str]) -> int:
         stack.prepare()
         progress.step("starting gunicorn/uvicorn, Celery worker, beat, market data")
         stack.start()
-        rate = args.rate
+        calibration: dict[str, Any] = {"rate": args.rate}
         for run in range(1, profile.runs + 1):
             try:
-                result, rate = one_run(stack, profile, run, rate, progress)
+                result = one_run(stack, profile, run, calibration, progress)
             except StackDied as exc:
                 dead = [f"a stack process exited during run {run}: {exc}"]
                 dead += [
@@ -472,34 +489,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
     progress.step("report")
-    per_run = [headline(run) for run in runs]
-    figures = {key: report.spread([h[key] for h in per_run]) for key in per_run[0]}
-    limit_keys = sorted({k for r in limit_runs for k, v in r.items() if not isinstance(v, str)})
-    limits_runs = {key: report.spread([r.get(key) for r in limit_runs]) for key in limit_keys}
-    limits: dict[str, Any] = {
-        key: limits_runs.get(key, {}).get("median")
-        for key in (
-            "celery_noop_tasks_per_s",
-            "pg_single_insert_tps",
-            "pg_batched_rows_per_s",
-            "drf_floor_req_per_s",
-            "drf_floor_p99_ms",
-        )
-    }
-    for key in limit_keys:
-        limits.setdefault(key, limits_runs[key]["median"])
-    tools = [r.get("drf_floor_tool") for r in limit_runs if r.get("drf_floor_tool")]
-    limits["drf_floor_tool"] = tools[0] if tools else None
-    versions = server_versions()
     results: dict[str, Any] = {
-        **{key: figures[key]["median"] for key in report.HEADLINE},
-        "growth": None,
-        "growth_note": (
-            "not measured yet: the growth figure (submit p99 with 1,000,000 orders and "
-            "10,000,000 events preloaded, venue matching cost with 100,000 resting orders) "
-            "needs a preload this harness does not do"
-        ),
-        "limits": limits,
         "profile": profile.name,
         "runs": len(runs),
         "interrupted": bool(received),
@@ -514,40 +504,88 @@ def main(argv: list[str]) -> int:
             "memory_gib": _memory_gib(),
             "loadavg_before": load_before,
             "loadavg_after": _loadavg(),
-            **versions,
+            **server_versions(),
         },
         "stack": stack.settings_summary(),
         "load": {
-            "concurrency_rate_per_s": runs[0].get("curve_rate_per_s"),
             "concurrency_rate": "given (--rate)" if args.rate else "half the measured capacity",
-            "capacity_per_s": [r.get("capacity_per_s") for r in runs],
             "profile": profile.__dict__,
             "order": "market IOC, 1,000 units of EUR_USD / GBP_USD / USD_JPY; "
             "submit latency: GTC limit orders far from the market",
         },
-        "figures": figures,
-        "limits_runs": limits_runs,
-        "concurrency_curve": median_levels([r["curve"] for r in runs], "traders", LEVEL_FIELDS),
-        "scaling": median_levels([r["sweep"] for r in runs], "offered_per_s", LEVEL_FIELDS),
         "details": runs,
         "limits_details": limit_runs,
+        "log_problems": logs,
+        "stack_died": dead,
         "queued_tasks_at_stop": queued,
         "notes": notes,
     }
-    results["problems"] = problems_seen(runs, logs, dead)
+    results = summarize(results)
+    publish(results, progress)
+    return 130 if received else 0
+
+
+def summarize(raw: dict[str, Any]) -> dict[str, Any]:
+    """The figures of `raw` (what the runs recorded: details, limits_details, log_problems,
+    stack_died and the context): medians and spreads, limits, curve, sweep, problems. The
+    issue's keys come first in the answer."""
+    runs, limit_runs = raw["details"], raw["limits_details"]
+    per_run = [headline(run) for run in runs]
+    figures = {key: report.spread([h[key] for h in per_run]) for key in per_run[0]}
+    limit_keys = sorted(
+        {k for r in limit_runs for k, v in r.items() if not isinstance(v, str | type(None))}
+        | set(LIMIT_KEYS)
+    )
+    limits_runs = {key: report.spread([r.get(key) for r in limit_runs]) for key in limit_keys}
+    limits: dict[str, Any] = {key: limits_runs[key]["median"] for key in LIMIT_KEYS}
+    for key in limit_keys:
+        limits.setdefault(key, limits_runs[key]["median"])
+    tools = [r.get("drf_floor_tool") for r in limit_runs if r.get("drf_floor_tool")]
+    limits["drf_floor_tool"] = tools[0] if tools else None
+    raw["load"]["concurrency_rate_per_s"] = runs[0].get("curve_rate_per_s")
+    raw["load"]["capacity_per_s"] = [r.get("capacity_per_s") for r in runs]
+    results: dict[str, Any] = {
+        **{key: figures[key]["median"] for key in report.HEADLINE},
+        "growth": None,
+        "growth_note": (
+            "not measured yet: the growth figure (submit p99 with 1,000,000 orders and "
+            "10,000,000 events preloaded, venue matching cost with 100,000 resting orders) "
+            "needs a preload this harness does not do"
+        ),
+        "limits": limits,
+    }
+    results.update({k: v for k, v in raw.items() if k not in results})
+    results.update(
+        figures=figures,
+        limits_runs=limits_runs,
+        concurrency_curve=median_levels([r["curve"] for r in runs], "traders", LEVEL_FIELDS),
+        scaling=median_levels([r["sweep"] for r in runs], "fraction_of_capacity", LEVEL_FIELDS),
+        problems=problems_seen(runs, raw.get("log_problems", {}), raw.get("stack_died", [])),
+    )
+    return results
+
+
+def publish(results: dict[str, Any], progress: Progress | None = None) -> None:
+    """Chart, bench/results.json and bench/results.md, then the table on stdout."""
     BENCH_DIR.mkdir(exist_ok=True)
     # The chart linked from docs/performance.md comes from the full profile only.
-    docs_png = REPO / "docs" / "performance-scaling.png" if profile.name == "full" else None
+    full = results["profile"] == "full"
+    docs_png = REPO / "docs" / "performance-scaling.png" if full else None
     why = report.chart(results, BENCH_DIR / "scaling.png", docs_png)
     results["chart"] = None if why else "bench/scaling.png"
-    if why:
+    notes = results["notes"]
+    if why and why not in notes:
         notes.append(why)
     (BENCH_DIR / "results.json").write_text(json.dumps(results, indent=2, default=str))
     (BENCH_DIR / "results.md").write_text(report.render_markdown(results))
-    progress.finish()
+    if progress is not None:
+        progress.finish()
 
     print()
-    print(f"make bench: profile {profile.name}, {len(runs)} run(s), {results['duration_s']:.0f} s")
+    print(
+        f"make bench: profile {results['profile']}, {results['runs']} run(s), "
+        f"{results['duration_s']:.0f} s, CONN_MAX_AGE={results['stack'].get('CONN_MAX_AGE')}"
+    )
     print(report.render_table(results))
     print()
     print(report.render_curve(results))
@@ -560,7 +598,21 @@ def main(argv: list[str]) -> int:
     for note in notes:
         print(f"note: {note}")
     print(f"\nwritten: bench/results.json, bench/results.md, {results['chart'] or '(no chart)'}")
-    return 130 if received else 0
+
+
+def republish(path: Path) -> int:
+    """--summarize FILE: the figures of a results.json written earlier, recomputed from its
+    details with this code (a changed report, or a run written by an older harness)."""
+    raw = json.loads(path.read_text())
+    raw.setdefault("log_problems", {})
+    raw.setdefault("stack_died", [])
+    raw.setdefault("interrupted", False)
+    results = summarize(raw)
+    if not raw["log_problems"]:  # written by an older harness: keep its log findings
+        old = [p for p in raw.get("problems", []) if " log (bench/logs/" in p]
+        results["problems"] += [p for p in old if p not in results["problems"]]
+    publish(results)
+    return 0
 
 
 def _loadavg() -> str | None:

@@ -182,6 +182,14 @@ class Db:
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
         ).fetchone()[0]
 
+    def stored(self, coids: list[str]) -> int:
+        """How many of these client_order_ids are stored (for answers that were errors)."""
+        if not coids:
+            return 0
+        return self.conn.execute(
+            "SELECT count(*) FROM orders_order WHERE client_order_id = ANY(%s)", (coids,)
+        ).fetchone()[0]
+
     def stuck_orders(self, tag: str, limit: int = 5) -> list[dict[str, Any]]:
         rows = self.conn.execute(
             "SELECT id::text, client_order_id, status, needs_review, updated_at "
@@ -483,6 +491,9 @@ def single_throughput(stack: Stack, db: Db, tag: str, clients: int, seconds: flo
         backlog_at_end = db.open_count(tag)
         result, filled = outcome(db, tag, accepted, start, drain_s)
     result["open_after_drain_cap_cancelled"] = cancel_leftovers(stack, db, tag, clients)
+    result["error_answers_but_stored"] = db.stored(
+        [s.coid for s in samples if s.status is None or s.status >= 400]
+    )
     figures = latency_figures(samples, filled)
     figures.update(result)
     figures.update(
@@ -611,6 +622,9 @@ def open_loop(stack: Stack, db: Db, tag: str, traders: int, rate: float, seconds
         backlog_at_end = db.open_count(tag)
         result, filled = outcome(db, tag, accepted, start, drain_s)
     result["open_after_drain_cap_cancelled"] = cancel_leftovers(stack, db, tag, traders)
+    result["error_answers_but_stored"] = db.stored(
+        [s.coid for s in samples if s.status is None or s.status >= 400]
+    )
     figures = latency_figures(samples, filled)
     figures.update(result)
     figures.update(
