@@ -191,14 +191,16 @@ class StackDied(Exception):
     """A process of the stack exited during the run."""
 
 
-def one_run(stack: Stack, profile: Profile, run: int, calibration: dict, progress: Progress):
+def one_run(
+    stack: Stack, profile: Profile, run: int, calibration: dict, progress: Progress, out: dict
+) -> dict[str, Any]:
     """One run of every phase. The capacity is what the first run measures with 50 clients
     (the lower of HTTP intake and fills per second); the concurrency curve's rate (unless
     `calibration["rate"]` is given) is half of it, so that the curve compares concurrency
     levels below saturation on any machine, and the sweep's offered loads are fractions of it.
-    Later runs keep the first run's figures, so that their levels line up."""
+    Later runs keep the first run's figures, so that their levels line up. Phases are added to
+    `out` as they finish: an interrupted run still has those."""
     db = load.Db(stack)
-    out: dict[str, Any] = {}
     label = f"(run {run}/{profile.runs})"
 
     def step(what: str) -> None:
@@ -273,29 +275,31 @@ def one_run(stack: Stack, profile: Profile, run: int, calibration: dict, progres
 
 
 def headline(run: dict[str, Any]) -> dict[str, float | None]:
-    curve = {level["traders"]: level for level in run["curve"]}
+    """The figures of one run (None for a phase an interrupted run did not reach)."""
+    curve = {level["traders"]: level for level in run.get("curve", [])}
     p20 = curve.get(20, {}).get("submit_p99_ms")
     p200 = curve.get(200, {}).get("submit_p99_ms")
     growth = (p200 / p20 - 1) * 100 if p20 and p200 is not None else None
-    events = [run["single"].get("events_per_s"), run["batch"].get("events_per_s")]
-    events = [e for e in events if e is not None]
+    submit, fill = run.get("submit", {}), run.get("fill", {})
+    single, batch = run.get("single", {}), run.get("batch", {})
+    events = [e for e in (single.get("events_per_s"), batch.get("events_per_s")) if e is not None]
     return {
-        "submit_p50_ms": run["submit"]["submit_p50_ms"],
-        "submit_p99_ms": run["submit"]["submit_p99_ms"],
-        "fill_p50_ms": run["fill"]["fill_p50_ms"],
-        "fill_p99_ms": run["fill"]["fill_p99_ms"],
-        "single_orders_per_s": run["single"].get("filled_per_s"),
-        "batch_orders_per_s": run["batch"].get("filled_per_s"),
+        "submit_p50_ms": submit.get("submit_p50_ms"),
+        "submit_p99_ms": submit.get("submit_p99_ms"),
+        "fill_p50_ms": fill.get("fill_p50_ms"),
+        "fill_p99_ms": fill.get("fill_p99_ms"),
+        "single_orders_per_s": single.get("filled_per_s"),
+        "batch_orders_per_s": batch.get("filled_per_s"),
         "events_per_s": max(events) if events else None,
         "concurrency_p99_growth_pct": None if growth is None else round(growth, 1),
         # supporting figures
-        "single_accepted_per_s": run["single"].get("accepted_per_s"),
-        "single_fill_p99_ms_under_load": run["single"].get("fill_p99_ms"),
-        "single_submit_p99_ms_under_load": run["single"].get("submit_p99_ms"),
-        "batch_accepted_per_s": run["batch"].get("accepted_per_s"),
-        "batch_backlog_growth_per_s": run["batch"].get("backlog_growth_per_s"),
-        "batch_backlog_at_window_end": run["batch"].get("backlog_at_window_end"),
-        "single_backlog_at_window_end": run["single"].get("backlog_at_window_end"),
+        "single_accepted_per_s": single.get("accepted_per_s"),
+        "single_fill_p99_ms_under_load": single.get("fill_p99_ms"),
+        "single_submit_p99_ms_under_load": single.get("submit_p99_ms"),
+        "batch_accepted_per_s": batch.get("accepted_per_s"),
+        "batch_backlog_growth_per_s": batch.get("backlog_growth_per_s"),
+        "batch_backlog_at_window_end": batch.get("backlog_at_window_end"),
+        "single_backlog_at_window_end": single.get("backlog_at_window_end"),
     }
 
 
@@ -335,10 +339,10 @@ def problems_seen(runs: list[dict[str, Any]], logs: dict, dead: list[str]) -> li
     """Errors, 5xx, lost or stuck orders: stated precisely, never fixed here."""
     found = list(dead)
     for i, run in enumerate(runs, 1):
-        phases = [("submit", run["submit"]), ("fill", run["fill"])]
-        phases += [(f"concurrency {lv['traders']}", lv) for lv in run["curve"]]
-        phases += [(f"sweep {lv['offered_per_s']:g}/s", lv) for lv in run["sweep"]]
-        phases += [("single", run["single"]), ("batch", run["batch"])]
+        phases = [(name, run[name]) for name in ("submit", "fill", "single") if name in run]
+        phases += [(f"concurrency {lv['traders']}", lv) for lv in run.get("curve", [])]
+        phases += [(f"sweep {lv['offered_per_s']:g}/s", lv) for lv in run.get("sweep", [])]
+        phases += [("batch", run["batch"])] if "batch" in run else []
         for name, phase in phases:
             http = phase.get("http", {})
             bad = {k: v for k, v in http.items() if not k.startswith("2")}
@@ -439,6 +443,7 @@ def main(argv: list[str]) -> int:
         notes.append(busy + ": figures are noisier than on an idle machine")
         progress.note("warning: " + busy)
     runs: list[dict[str, Any]] = []
+    partial: dict[str, Any] = {}
     limit_runs: list[dict] = []
     logs: dict = {}
     dead: list[str] = []
@@ -451,8 +456,9 @@ def main(argv: list[str]) -> int:
         stack.start()
         calibration: dict[str, Any] = {"rate": args.rate}
         for run in range(1, profile.runs + 1):
+            partial = {}
             try:
-                result = one_run(stack, profile, run, calibration, progress)
+                result = one_run(stack, profile, run, calibration, progress, partial)
             except StackDied as exc:
                 dead = [f"a stack process exited during run {run}: {exc}"]
                 dead += [
@@ -469,9 +475,14 @@ def main(argv: list[str]) -> int:
         why = received[0] if received else "KeyboardInterrupt"
         interrupted = f"interrupted by {why} after {len(runs)} complete run(s)"
         progress.note(f"bench: {interrupted}; stopping everything")
+        if not runs and partial.get("submit"):
+            runs.append({**partial, "partial": True})
+            interrupted += "; the figures are those of the phases of run 1 that finished"
+        elif runs:
+            interrupted += ": the figures are from those runs only"
         if not runs:
             return 130
-        notes.append(interrupted + ": the figures are from those runs only")
+        notes.append(interrupted)
     finally:
         # A second Ctrl-C must not cut the clean-up short.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -542,7 +553,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
         limits.setdefault(key, limits_runs[key]["median"])
     tools = [r.get("drf_floor_tool") for r in limit_runs if r.get("drf_floor_tool")]
     limits["drf_floor_tool"] = tools[0] if tools else None
-    raw["load"]["concurrency_rate_per_s"] = runs[0].get("curve_rate_per_s")
+    raw["load"]["concurrency_rate_per_s"] = runs[0].get("curve_rate_per_s")  # may be absent
     raw["load"]["capacity_per_s"] = [r.get("capacity_per_s") for r in runs]
     results: dict[str, Any] = {
         **{key: figures[key]["median"] for key in report.HEADLINE},
@@ -558,8 +569,12 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     results.update(
         figures=figures,
         limits_runs=limits_runs,
-        concurrency_curve=median_levels([r["curve"] for r in runs], "traders", LEVEL_FIELDS),
-        scaling=median_levels([r["sweep"] for r in runs], "fraction_of_capacity", LEVEL_FIELDS),
+        concurrency_curve=median_levels(
+            [r.get("curve", []) for r in runs], "traders", LEVEL_FIELDS
+        ),
+        scaling=median_levels(
+            [r.get("sweep", []) for r in runs], "fraction_of_capacity", LEVEL_FIELDS
+        ),
         problems=problems_seen(runs, raw.get("log_problems", {}), raw.get("stack_died", [])),
     )
     return results
