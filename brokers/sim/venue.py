@@ -102,11 +102,14 @@ class SimulatedVenue:
     def submit(self, ticket: OrderTicket) -> Sequence[ExecutionReport]:
         self._network()
         with transaction.atomic():
+            # The symbol's quote lock first: it serializes submissions, so a second delivery of
+            # the same order (a sweep racing the first) sees the first's committed row here
+            # instead of failing on the unique client order id.
+            quote_row = self._quote_for_update(ticket.symbol)
             existing = SimOrder.objects.filter(client_order_id=ticket.client_order_id).first()
             if existing is not None:
                 # The same client order id never makes a second order: answer the first.
                 return self._reports(existing)
-            quote_row = self._quote_for_update(ticket.symbol)
             order = SimOrder.objects.create(
                 client_order_id=ticket.client_order_id,
                 account=ticket.account,
