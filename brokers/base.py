@@ -14,6 +14,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
+from django.utils import timezone
+
 
 class VenueError(Exception):
     """Base of every error an adapter raises."""
@@ -131,6 +133,24 @@ class VenueAdapter(Protocol):
         reports of the first."""
         ...
 
+    def submit_many(self, tickets: Sequence[OrderTicket]) -> Sequence[ExecutionReport]:
+        """Place many orders in one round trip; answers every report the venue has for every
+        ticket, grouped per ticket in the order given (within one ticket oldest first),
+        exactly what `submit(ticket)` would have answered for each.
+
+        - A refusal of one order (an unknown symbol, the venue's own rejection) is a REJECTED
+          report for that ticket; the other tickets still go. It is never an exception for
+          the whole batch.
+        - VenueTransientError means the outcome of the whole batch is unknown: some or all
+          of the orders may be placed. Before resending any of them the caller asks
+          `order_status` for each.
+        - A ticket whose client_order_id the venue already knows (from an earlier call, or an
+          earlier ticket of the same batch) answers that order's reports; it never makes a
+          second order.
+
+        Adapters whose venue has no batch call answer `submit_each(self, tickets)`."""
+        ...
+
     def cancel(
         self, *, client_order_id: str, venue_order_id: str = ""
     ) -> Sequence[ExecutionReport]: ...
@@ -165,3 +185,34 @@ class VenueAdapter(Protocol):
         ...
 
     def quotes(self, symbols: Sequence[str]) -> dict[str, Quote]: ...
+
+
+def submit_each(venue: VenueAdapter, tickets: Sequence[OrderTicket]) -> list[ExecutionReport]:
+    """`submit_many` for an adapter without a native batch call: one `submit` per ticket, in
+    order. A VenueRejected becomes a REJECTED report for its ticket, as the batch semantics
+    ask; a VenueTransientError propagates at once, the tickets before it possibly placed and
+    the rest not sent (the caller asks `order_status` for each before resending)."""
+    reports: list[ExecutionReport] = []
+    for ticket in tickets:
+        try:
+            reports.extend(venue.submit(ticket))
+        except VenueRejected as error:
+            reports.append(
+                refusal_report(
+                    venue=venue.name, client_order_id=ticket.client_order_id, reason=str(error)
+                )
+            )
+    return reports
+
+
+def refusal_report(*, venue: str, client_order_id: str, reason: str) -> ExecutionReport:
+    """The REJECTED report of an order the venue refused without ever holding it: no venue
+    order id, no place in the venue's report stream (cursor 0)."""
+    return ExecutionReport(
+        venue=venue,
+        kind=ReportKind.REJECTED,
+        client_order_id=client_order_id,
+        venue_order_id="",
+        at=timezone.now(),
+        reason=reason,
+    )

@@ -35,11 +35,15 @@ from brokers.base import (
     VenueOrderState,
     VenueRejected,
     VenueTransientError,
+    refusal_report,
 )
 from brokers.models import SimOrder, SimQuote, SimReport
 
 from . import engine
 from .config import walk_spec_for
+
+# The reason of a REJECT_RATE rejection.
+REJECTED_BY_VENUE = "rejected by the simulated venue"
 
 
 @dataclass
@@ -110,26 +114,99 @@ class SimulatedVenue:
             if existing is not None:
                 # The same client order id never makes a second order: answer the first.
                 return self._reports(existing)
-            order = SimOrder.objects.create(
-                client_order_id=ticket.client_order_id,
-                account=ticket.account,
-                symbol=ticket.symbol,
-                side=ticket.side,
-                type=ticket.type,
-                time_in_force=ticket.time_in_force,
-                quantity=ticket.quantity,
-                limit_price=ticket.limit_price,
-                stop_price=ticket.stop_price,
-                expire_at=ticket.expire_at,
-            )
+            order = self._new_order(ticket)
+            order.save(force_insert=True)
             if self._draw(self.faults.reject_rate):
                 order.status = "rejected"
                 order.save(update_fields=["status"])
-                self._report(order, ReportKind.REJECTED, reason="rejected by the simulated venue")
+                self._report(order, ReportKind.REJECTED, reason=REJECTED_BY_VENUE)
             else:
                 self._report(order, ReportKind.ACK)
                 self._match(order, quote_row, on_arrival=True)
             reports = self._reports(order)
+        if self._draw(self.faults.timeout_rate):
+            raise VenueTransientError("sim venue: timed out waiting for the answer")
+        return reports
+
+    def submit_many(self, tickets: Sequence[OrderTicket]) -> Sequence[ExecutionReport]:
+        """`submit` for many tickets in one round trip and one transaction, at a cost of a few
+        queries per batch and one lock per symbol, not a few queries per order (see
+        VenueAdapter.submit_many for what it answers).
+
+        Each new order is matched on arrival as `submit` matches it, in ticket order, so an
+        order sees the liquidity the orders before it in the batch took; orders are matched
+        before they are written, so each is inserted once, in its state after arrival. The
+        faults: latency and disconnect once per batch, before anything is written; the reject
+        and dropped fill report draws per new order, in ticket order, as `submit` draws them;
+        the timeout once per batch, after commit (every order placed, the answer lost).
+
+        A ticket the venue cannot take is refused alone, with a REJECTED report and no order:
+        a symbol it does not trade, or terms the matching engine cannot read (a limit without
+        its price; `submit` raises ValueError for those)."""
+        if not tickets:
+            return []
+        self._network()
+        with transaction.atomic():
+            rows, refusals = self._lock_quotes({ticket.symbol for ticket in tickets})
+            # After the locks, as in `submit`: a racing delivery of one of these orders has
+            # committed by now and is found here.
+            known = {
+                order.client_order_id: order
+                for order in SimOrder.objects.filter(
+                    client_order_id__in={ticket.client_order_id for ticket in tickets}
+                )
+            }
+            quotes = {symbol: self._as_quote(row) for symbol, row in rows.items()}
+            liquidity = {
+                symbol: engine.Liquidity(bid_size=row.bid_available, ask_size=row.ask_available)
+                for symbol, row in rows.items()
+            }
+            # Per ticket: the order that answers it, or its refusal.
+            answers: list[SimOrder | ExecutionReport] = []
+            placed: list[tuple[SimOrder, list[SimReport]]] = []
+            for ticket in tickets:
+                order = known.get(ticket.client_order_id)
+                reason = refusals.get(ticket.symbol, "")
+                if order is None and not reason:
+                    order = self._new_order(ticket)
+                    try:
+                        reports = self._arrive(
+                            order, quotes[ticket.symbol], liquidity[ticket.symbol]
+                        )
+                    except ValueError as error:
+                        reason = str(error)
+                    else:
+                        known[ticket.client_order_id] = order
+                        placed.append((order, reports))
+                if reason:
+                    answers.append(
+                        refusal_report(
+                            venue=self.name, client_order_id=ticket.client_order_id, reason=reason
+                        )
+                    )
+                else:
+                    answers.append(order)
+            SimOrder.objects.bulk_create([order for order, _ in placed])
+            for order, reports in placed:
+                self._number_fills(order, reports, fills_before=0)
+            SimReport.objects.bulk_create([report for _, reports in placed for report in reports])
+            touched = []
+            for symbol, row in rows.items():
+                left = liquidity[symbol]
+                if (left.bid_size, left.ask_size) != (row.bid_available, row.ask_available):
+                    row.bid_available, row.ask_available = left.bid_size, left.ask_size
+                    touched.append(row)
+            if touched:
+                SimQuote.objects.bulk_update(touched, ["bid_available", "ask_available"])
+            reports_by_order = self._reports_by_order(
+                [answer for answer in answers if isinstance(answer, SimOrder)]
+            )
+        reports: list[ExecutionReport] = []
+        for answer in answers:
+            if isinstance(answer, SimOrder):
+                reports.extend(reports_by_order[answer.pk])
+            else:
+                reports.append(answer)
         if self._draw(self.faults.timeout_rate):
             raise VenueTransientError("sim venue: timed out waiting for the answer")
         return reports
@@ -314,6 +391,38 @@ class SimulatedVenue:
     def _match(
         self, order: SimOrder, row: SimQuote, *, on_arrival: bool, keep_on_arrival_tif: bool = True
     ) -> None:
+        liquidity = engine.Liquidity(bid_size=row.bid_available, ask_size=row.ask_available)
+        result = self._match_in_memory(
+            order,
+            self._as_quote(row),
+            liquidity,
+            on_arrival=on_arrival,
+            keep_on_arrival_tif=keep_on_arrival_tif,
+        )
+        if result is None:
+            return
+        reports = self._outcome_rows(order, result)
+        self._number_fills(
+            order, reports, fills_before=order.reports.filter(kind=ReportKind.FILL).count()
+        )
+        for report in reports:
+            report.save(force_insert=True)
+        order.save(update_fields=["filled_quantity", "triggered", "status", "updated_at"])
+        row.bid_available, row.ask_available = liquidity.bid_size, liquidity.ask_size
+        row.save(update_fields=["bid_available", "ask_available"])
+
+    def _match_in_memory(
+        self,
+        order: SimOrder,
+        quote: Quote,
+        liquidity: engine.Liquidity,
+        *,
+        on_arrival: bool,
+        keep_on_arrival_tif: bool = True,
+    ) -> engine.MatchResult | None:
+        """Match `order` against `quote` with the pure engine, drawing on `liquidity`: sets the
+        order's fill state in memory (the caller writes it) and answers what happened, or None
+        when nothing did (the order is then untouched)."""
         spec = walk_spec_for(order.symbol)
         working = engine.WorkingOrder(
             side=order.side,
@@ -325,10 +434,9 @@ class SimulatedVenue:
             stop_price=order.stop_price,
             triggered=order.triggered,
         )
-        liquidity = engine.Liquidity(bid_size=row.bid_available, ask_size=row.ask_available)
         result = engine.match(
             working,
-            self._as_quote(row),
+            quote,
             liquidity,
             tick=spec.tick,
             lot=spec.lot,
@@ -336,26 +444,80 @@ class SimulatedVenue:
             on_arrival=on_arrival,
         )
         if not result.executions and not result.triggered_now and working.status == "working":
-            return
-        fills_before = order.reports.filter(kind=ReportKind.FILL).count()
-        for number, execution in enumerate(result.executions, start=fills_before + 1):
-            self._report(
-                order,
-                ReportKind.FILL,
-                execution_id=f"{order.venue_order_id}-{number}",
-                quantity=execution.quantity,
-                price=execution.price,
-                liquidity=execution.liquidity,
-            )
+            return None
         order.filled_quantity = working.filled_quantity
         order.triggered = working.triggered
         order.status = working.status
         order.updated_at = timezone.now()
-        order.save(update_fields=["filled_quantity", "triggered", "status", "updated_at"])
-        if working.status == "cancelled":
-            self._report(order, ReportKind.CANCELLED, reason=result.cancelled_reason)
-        row.bid_available, row.ask_available = liquidity.bid_size, liquidity.ask_size
-        row.save(update_fields=["bid_available", "ask_available"])
+        return result
+
+    def _outcome_rows(self, order: SimOrder, result: engine.MatchResult) -> list[SimReport]:
+        """The unsaved reports of one match: its fills (execution ids still to be given by
+        `_number_fills`), then the cancellation of an IOC/FOK remainder."""
+        rows = [
+            self._report_row(
+                order,
+                ReportKind.FILL,
+                quantity=execution.quantity,
+                price=execution.price,
+                liquidity=execution.liquidity,
+            )
+            for execution in result.executions
+        ]
+        if order.status == "cancelled":
+            rows.append(
+                self._report_row(order, ReportKind.CANCELLED, reason=result.cancelled_reason)
+            )
+        return rows
+
+    @staticmethod
+    def _number_fills(order: SimOrder, rows: Sequence[SimReport], *, fills_before: int) -> None:
+        """Give the FILL rows of a saved order their execution ids, `SIM-<pk>-<n>`, numbered
+        on from the `fills_before` fills it already has."""
+        fills = [row for row in rows if row.kind == ReportKind.FILL]
+        for number, row in enumerate(fills, start=fills_before + 1):
+            row.execution_id = f"{order.venue_order_id}-{number}"
+
+    def _lock_quotes(self, symbols: set[str]) -> tuple[dict[str, SimQuote], dict[str, str]]:
+        """Lock the quote rows of `symbols`; answers them by symbol, and the refusal reason of
+        each symbol the venue does not trade."""
+        rows: dict[str, SimQuote] = {}
+        refusals: dict[str, str] = {}
+        # Sorted: `submit` and `step_market` lock one symbol each, so this order cannot
+        # deadlock with them or with another batch.
+        for symbol in sorted(symbols):
+            try:
+                rows[symbol] = self._quote_for_update(symbol)
+                walk_spec_for(symbol)
+            except (VenueRejected, LookupError) as error:
+                refusals[symbol] = str(error)
+        return rows, refusals
+
+    def _arrive(
+        self, order: SimOrder, quote: Quote, liquidity: engine.Liquidity
+    ) -> list[SimReport]:
+        """A new, unsaved order arriving at the venue, in memory: the reject fault drawn, then
+        matched against `quote` drawing on `liquidity`, as `submit` does it. Sets the order's
+        state and answers its unsaved reports, fills not yet numbered (`_number_fills`, once
+        the order has its pk). Raises ValueError, having changed nothing but the reject draw,
+        on terms the engine cannot read."""
+        if self._draw(self.faults.reject_rate):
+            order.status = "rejected"
+            return [self._report_row(order, ReportKind.REJECTED, reason=REJECTED_BY_VENUE)]
+        result = self._match_in_memory(order, quote, liquidity, on_arrival=True)
+        acknowledged = self._report_row(order, ReportKind.ACK)
+        if result is None:
+            return [acknowledged]
+        return [acknowledged, *self._outcome_rows(order, result)]
+
+    def _reports_by_order(self, orders: Sequence[SimOrder]) -> dict[int, list[ExecutionReport]]:
+        """The reported (not suppressed) reports of each order, oldest first, in one query."""
+        by_pk = {order.pk: order for order in orders}
+        answer: dict[int, list[ExecutionReport]] = {pk: [] for pk in by_pk}
+        rows = SimReport.objects.filter(order_id__in=list(by_pk), suppressed=False).order_by("id")
+        for row in rows:
+            answer[row.order_id].append(self._as_report(row, by_pk[row.order_id]))
+        return answer
 
     def _quote_for_update(self, symbol: str) -> SimQuote:
         row = SimQuote.objects.select_for_update().filter(symbol=symbol).first()
@@ -396,11 +558,32 @@ class SimulatedVenue:
     def _last_report_id(self, order: SimOrder) -> int:
         return order.reports.order_by("-id").values_list("id", flat=True).first() or 0
 
+    def _new_order(self, ticket: OrderTicket) -> SimOrder:
+        """The unsaved venue order for a ticket, working until matched."""
+        return SimOrder(
+            client_order_id=ticket.client_order_id,
+            account=ticket.account,
+            symbol=ticket.symbol,
+            side=ticket.side,
+            type=ticket.type,
+            time_in_force=ticket.time_in_force,
+            quantity=ticket.quantity,
+            limit_price=ticket.limit_price,
+            stop_price=ticket.stop_price,
+            expire_at=ticket.expire_at,
+        )
+
     def _report(self, order: SimOrder, kind: ReportKind, **fields: Any) -> SimReport:
+        report = self._report_row(order, kind, **fields)
+        report.save(force_insert=True)
+        return report
+
+    def _report_row(self, order: SimOrder, kind: ReportKind, **fields: Any) -> SimReport:
+        """An unsaved report, with the dropped fill report fault drawn for a FILL."""
         # A dropped fill report still happened: the fill is the venue's, only the telling
         # is lost (the answer to the call, and the report stream).
         suppressed = kind == ReportKind.FILL and self._draw(self.faults.drop_fill_report_rate)
-        return SimReport.objects.create(order=order, kind=kind, suppressed=suppressed, **fields)
+        return SimReport(order=order, kind=kind, suppressed=suppressed, **fields)
 
     def _reports(
         self, order: SimOrder, *, include_suppressed: bool = False
