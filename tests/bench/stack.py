@@ -3,8 +3,9 @@ market data, with the settings a production deploy would use.
 
 - Database: a fresh `fillmore_bench` (dropped first) on postgres://postgres@127.0.0.1:5432.
 - Redis: 127.0.0.1:6379 db 7 (cache, rate limits), db 8 the Celery broker; both flushed first.
-- web: gunicorn, 2 uvicorn workers; worker: Celery prefork -c 2 on orders,housekeeping,default;
-  beat (DatabaseScheduler); marketdata (manage.py run_market_data).
+- web: gunicorn, 2 uvicorn workers, each with Django's connection pool (at most 8 connections);
+  worker: Celery prefork -c 2 on orders,housekeeping,default; beat (DatabaseScheduler);
+  marketdata (manage.py run_market_data).
 
 Each process leads its own process group and logs to bench/logs/<name>.log. `stop()` sends
 SIGTERM, waits, then SIGKILLs what is left of each group; the databases stay for inspection.
@@ -96,6 +97,7 @@ class Proc:
     argv: list[str]
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)  # this process only
 
     def start(self, env: dict[str, str], cwd: Path = REPO) -> None:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
@@ -105,7 +107,7 @@ class Proc:
             self.proc = subprocess.Popen(
                 self.argv,
                 cwd=cwd,
-                env=env,
+                env={**env, **self.extra_env},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -162,7 +164,7 @@ class Stack:
     procs: list[Proc] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
-    # None: the project's defaults (workers keep connections 60 s; ASGI web closes per request).
+    # None: the project's defaults (workers keep connections 60 s; ASGI web uses the pool).
     conn_max_age: int | None = None
 
     @property
@@ -183,6 +185,7 @@ class Stack:
             "redis": f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB} (broker db {BROKER_DB})",
             "DEBUG": self.env.get("DEBUG", ""),
             "CONN_MAX_AGE": self.env.get("CONN_MAX_AGE", "default (web 0, workers 60)"),
+            "web_db_pool": ", ".join(f"{k}={v}" for k, v in self.web_env().items()),
             "RISK_ORDERS_PER_MINUTE": self.env.get("RISK_ORDERS_PER_MINUTE", ""),
             "risk_limits": "none configured",
         }
@@ -272,12 +275,27 @@ class Stack:
 
     # --- processes -------------------------------------------------------------------------
 
+    def web_env(self) -> dict[str, str]:
+        """The web processes borrow from Django's connection pool, as production runs them
+        (docs/operations.md): at most 8 connections per gunicorn worker. `--conn-max-age N`
+        turns the pool off, so that every process really runs with CONN_MAX_AGE N."""
+        if self.conn_max_age is not None:
+            return {"DB_POOL": "0", "DB_APPLICATION_NAME": "fillmore-web"}
+        return {
+            "DB_POOL": "1",
+            "DB_POOL_MIN_SIZE": "1",
+            "DB_POOL_MAX_SIZE": "8",
+            "DB_POOL_TIMEOUT": "10",
+            "DB_APPLICATION_NAME": "fillmore-web",
+        }
+
     def commands(self) -> list[Proc]:
         py = sys.executable
         return [
             Proc("web", [py, "-m", "gunicorn", "tradingsite.asgi:application",
                          "-k", "uvicorn.workers.UvicornWorker", "-w", "2",
-                         "-b", f"127.0.0.1:{self.port}", "--error-logfile", "-"]),
+                         "-b", f"127.0.0.1:{self.port}", "--error-logfile", "-"],
+                 extra_env=self.web_env()),
             Proc("worker", [py, "-m", "celery", "-A", "tradingsite", "worker",
                             "-Q", "orders,housekeeping,default", "-P", "prefork", "-c", "2",
                             "-l", "warning"]),
