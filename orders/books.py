@@ -1,8 +1,9 @@
 """The books: positions, cash and realized P&L, moved by fills in the fill's transaction.
 
-`fill_book` runs inside `services._fill_apply`, with the order row locked. Lock order, the
-same everywhere (a rebuild takes it too): the account row, then the positions it moves
-(account-level, and the strategy's when the order has one) in primary-key order. Under the
+A `Ledger` books the fills of one transaction (`services.execution_reports_apply`), with the
+orders already locked. Lock order, the same everywhere (a rebuild takes it too): the orders,
+then the account rows, then the positions the fills move (account-level, and the strategy's
+when the order has one), each in primary-key order. Under the
 account lock each fill gets the account's next booking sequence, so fills of one account are
 booked one at a time, in an order a rebuild can replay exactly (average cost depends on it).
 `books_rebuild` replays every fill through the same code and must arrive at the same books
@@ -12,18 +13,19 @@ booked one at a time, in an order a rebuild can replay exactly (average cost dep
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Sum
+from django.db.models import F, Q, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from brokers.marketdata import conversion_rate
+from tradingsite.bulk import rows_update
 
-from .lock_objects import account_for_update, positions_for_update
 from .models import Account, CashMovement, Fill, Order, Position
 from .pnl import CommissionSchedule, PositionState, apply_fill, signed
 
@@ -80,27 +82,6 @@ def account_rate(instrument_quote_currency: str, account: Account) -> Decimal:
     return Decimal(1)
 
 
-def _positions_for_update(order: Order) -> list[Position]:
-    """The positions a fill of this order moves, locked; created on the first fill."""
-    keys = [""] + ([order.strategy_id] if order.strategy_id else [])
-    lock = {
-        "account_id": order.account_id,
-        "instrument_id": order.instrument_id,
-        "strategy_ids": keys,
-    }
-    positions = positions_for_update(**lock)
-    if len(positions) == len(keys):
-        return positions
-    for strategy_id in keys:
-        Position.objects.get_or_create(
-            account_id=order.account_id,
-            instrument_id=order.instrument_id,
-            strategy_id=strategy_id,
-            defaults={"commission_currency": order.instrument.quote_currency},
-        )
-    return positions_for_update(**lock)
-
-
 @dataclass(frozen=True)
 class Booking:
     realized: Decimal  # quote currency, account-level position
@@ -108,55 +89,136 @@ class Booking:
     realized_account: Decimal  # account currency
 
 
+def _position_keys(order: Order) -> list[tuple[int, int, str]]:
+    """The positions a fill of this order moves: the account's, and its strategy's if any."""
+    strategies = [""] + ([order.strategy_id] if order.strategy_id else [])
+    return [(order.account_id, order.instrument_id, strategy) for strategy in strategies]
+
+
+class Ledger:
+    """The bookings of one transaction. It takes the locks once, in the lock order (the
+    accounts, then every position the orders' fills can move, both in primary-key order;
+    missing positions are created first), moves the rows in memory fill by fill, and writes
+    each touched row once at `flush`. A batch of fills costs a handful of statements, a lone
+    fill the same as ever."""
+
+    def __init__(self, orders: Iterable[Order]) -> None:
+        orders = list(orders)
+        self._accounts = {
+            account.pk: account
+            for account in Account.objects.select_for_update()
+            .filter(pk__in={order.account_id for order in orders})
+            .order_by("pk")
+        }
+        self._positions = self._lock_positions(orders)
+        self._booked = {pk: account.fills_booked for pk, account in self._accounts.items()}
+        self._cash: dict[int, Decimal] = {}
+        self._realized: dict[int, Decimal] = {}
+        self._touched: dict[int, Position] = {}
+
+    @staticmethod
+    def _lock_positions(orders: list[Order]) -> dict[tuple[int, int, str], Position]:
+        keys = {key: order for order in orders for key in _position_keys(order)}
+        if not keys:
+            return {}
+        wanted = Q()
+        for account_id, instrument_id, strategy_id in keys:
+            wanted |= Q(account_id=account_id, instrument_id=instrument_id, strategy_id=strategy_id)
+
+        def locked() -> dict[tuple[int, int, str], Position]:
+            rows = Position.objects.select_for_update().filter(wanted).order_by("pk")
+            return {(p.account_id, p.instrument_id, p.strategy_id): p for p in rows}
+
+        positions = locked()
+        missing = [key for key in keys if key not in positions]
+        if not missing:
+            return positions
+        Position.objects.bulk_create(
+            [
+                Position(
+                    account_id=account_id,
+                    instrument_id=instrument_id,
+                    strategy_id=strategy_id,
+                    commission_currency=keys[
+                        (account_id, instrument_id, strategy_id)
+                    ].instrument.quote_currency,
+                )
+                for account_id, instrument_id, strategy_id in missing
+            ],
+            ignore_conflicts=True,  # a concurrent first fill created it: lock theirs
+        )
+        return locked()
+
+    def book(self, fill: Fill, order: Order, *, booked_seq: int | None = None) -> Booking:
+        """Move the positions, cash and realized P&L for one fill (with its commission and
+        account_rate set), and set the fill's realized P&L and booking sequence: the account's
+        next one, or `booked_seq` (a rebuild). The caller saves the fill."""
+        now = timezone.now()
+        realized = Decimal(0)
+        if booked_seq is None:
+            booked_seq = self._booked[order.account_id] + 1
+        self._booked[order.account_id] = max(self._booked[order.account_id], booked_seq)
+        for key in sorted(_position_keys(order), key=lambda k: self._positions[k].pk):
+            position = self._positions[key]
+            effect = apply_fill(
+                PositionState(position.quantity, position.average_price, position.realized_pnl),
+                side=fill.side,
+                quantity=fill.quantity,
+                price=fill.price,
+            )
+            opened = effect.position.quantity != 0 and (
+                position.quantity == 0 or (position.quantity > 0) != (effect.position.quantity > 0)
+            )
+            if opened:  # a new position, or the new side of a reversal
+                position.opened_at = fill.executed_at
+            elif effect.position.quantity == 0:
+                position.opened_at = None
+            position.quantity = effect.position.quantity
+            position.average_price = _q(effect.position.average_price)
+            position.realized_pnl = _q(effect.position.realized_pnl)
+            position.commission += fill.commission
+            position.commission_currency = fill.commission_currency
+            position.updated_at = now
+            self._touched[position.pk] = position
+            if position.strategy_id == "":
+                realized = _q(effect.realized)
+        booking = booking_of(fill, realized)
+        fill.realized_pnl, fill.booked_seq = realized, booked_seq
+        account_id = order.account_id
+        self._cash[account_id] = self._cash.get(account_id, Decimal(0)) + booking.cash_delta
+        self._realized[account_id] = (
+            self._realized.get(account_id, Decimal(0)) + booking.realized_account
+        )
+        return booking
+
+    def flush(self) -> None:
+        if self._touched:
+            rows_update(
+                list(self._touched.values()),
+                [
+                    "quantity",
+                    "average_price",
+                    "realized_pnl",
+                    "commission",
+                    "commission_currency",
+                    "opened_at",
+                    "updated_at",
+                ],
+            )
+        for account_id, cash_delta in self._cash.items():
+            Account.objects.filter(pk=account_id).update(
+                cash=F("cash") + cash_delta,
+                realized_pnl=F("realized_pnl") + self._realized[account_id],
+                fills_booked=Greatest(F("fills_booked"), self._booked[account_id]),
+            )
+        self._touched, self._cash, self._realized = {}, {}, {}
+
+
 def fill_book(fill: Fill, order: Order, *, booked_seq: int | None = None) -> Booking:
-    """Move the positions, cash and realized P&L for one fill (with its commission and
-    account_rate set), and set the fill's realized P&L and booking sequence: the account's next
-    one, or `booked_seq` (a rebuild). The caller saves the fill."""
-    now = timezone.now()
-    realized = Decimal(0)
-    account = account_for_update(order.account_id)
-    if booked_seq is None:
-        booked_seq = account.fills_booked + 1
-    for position in _positions_for_update(order):
-        effect = apply_fill(
-            PositionState(position.quantity, position.average_price, position.realized_pnl),
-            side=fill.side,
-            quantity=fill.quantity,
-            price=fill.price,
-        )
-        opened = effect.position.quantity != 0 and (
-            position.quantity == 0 or (position.quantity > 0) != (effect.position.quantity > 0)
-        )
-        if opened:  # a new position, or the new side of a reversal
-            position.opened_at = fill.executed_at
-        elif effect.position.quantity == 0:
-            position.opened_at = None
-        position.quantity = effect.position.quantity
-        position.average_price = _q(effect.position.average_price)
-        position.realized_pnl = _q(effect.position.realized_pnl)
-        position.commission += fill.commission
-        position.commission_currency = fill.commission_currency
-        position.updated_at = now
-        position.save(
-            update_fields=[
-                "quantity",
-                "average_price",
-                "realized_pnl",
-                "commission",
-                "commission_currency",
-                "opened_at",
-                "updated_at",
-            ]
-        )
-        if position.strategy_id == "":
-            realized = _q(effect.realized)
-    booking = booking_of(fill, realized)
-    fill.realized_pnl, fill.booked_seq = realized, booked_seq
-    Account.objects.filter(pk=order.account_id).update(
-        cash=F("cash") + booking.cash_delta,
-        realized_pnl=F("realized_pnl") + booking.realized_account,
-        fills_booked=Greatest(F("fills_booked"), booked_seq),
-    )
+    """Book one fill in its own ledger (see `Ledger.book`)."""
+    ledger = Ledger([order])
+    booking = ledger.book(fill, order, booked_seq=booked_seq)
+    ledger.flush()
     return booking
 
 

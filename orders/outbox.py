@@ -4,20 +4,15 @@
 commit; `relay` publishes what is still unpublished a moment later (the process died after
 COMMIT, or Redis was down). Publishing twice is harmless: every task is idempotent.
 
-Inside `batched()` (the batch intake), committed submissions are gathered and published as one
-`orders.submit_batch` task per BATCH_FLUSH_SIZE orders or BATCH_FLUSH_SECONDS, whichever comes
-first: one Celery task per order caps the pipeline near 900 orders/s on this machine kind
-(LIMITS.md), and a worker sends many orders per task. A lone order is never held back longer
-than the flush interval.
+The batch intake (`services.orders_submit_many`) writes one `orders.submit_batch` row per many
+orders with `enqueue_many`: one Celery task per order caps the pipeline near 900 orders/s on
+this machine kind (LIMITS.md), and a worker sends many orders per task.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -46,71 +41,20 @@ def _send(task: str, kwargs: dict[str, Any], producer: Any = None) -> None:
     )
 
 
-BATCH_FLUSH_SIZE = 50
-BATCH_FLUSH_SECONDS = 0.1
-
-_batch = threading.local()
-
-
 def enqueue(task: str, **kwargs: Any) -> OutboxMessage:
     """Write the work item in the current transaction; publish it after commit."""
     message = OutboxMessage.objects.create(task=task, kwargs=kwargs)
-    gathering = getattr(_batch, "gathering", None)
-    if gathering is not None and task == "orders.submit":
-        transaction.on_commit(lambda: gathering.add(message))
-    else:
-        transaction.on_commit(lambda: publish([message]))
+    transaction.on_commit(lambda: publish([message]))
     return message
 
 
-class _Gathering:
-    def __init__(self) -> None:
-        self.messages: list[OutboxMessage] = []
-        self.since = time.monotonic()
-        self.closed = False
-
-    def add(self, message: OutboxMessage) -> None:
-        self.messages.append(message)
-        if (
-            self.closed
-            or len(self.messages) >= BATCH_FLUSH_SIZE
-            or time.monotonic() - self.since >= BATCH_FLUSH_SECONDS
-        ):
-            self.flush()
-
-    def flush(self) -> None:
-        if self.messages:
-            publish_submit_batch(self.messages)
-        self.messages = []
-        self.since = time.monotonic()
-
-
-@contextmanager
-def batched() -> Iterator[None]:
-    """Gather the submissions committed inside into `orders.submit_batch` tasks."""
-    gathering = _Gathering()
-    _batch.gathering = gathering
-    try:
-        yield
-    finally:
-        _batch.gathering = None
-        gathering.closed = True
-        gathering.flush()
-
-
-def publish_submit_batch(messages: Sequence[OutboxMessage]) -> int:
-    """One task for many committed submissions; the rows are marked published together."""
-    order_ids = [m.kwargs["order_id"] for m in messages]
-    correlation_id = messages[0].kwargs.get("correlation_id", "")
-    try:
-        _send("orders.submit_batch", {"order_ids": order_ids, "correlation_id": correlation_id})
-    except (OperationalError, OSError, ConnectionError):
-        logger.warning("batch publish failed; the relay will retry", exc_info=True)
-        return 0
-    OutboxMessage.objects.filter(pk__in=[m.pk for m in messages]).update(
-        published_at=timezone.now()
+def enqueue_many(task: str, kwargs_list: Sequence[dict[str, Any]]) -> list[OutboxMessage]:
+    """`enqueue` for many work items of one task: one INSERT, one publish after commit."""
+    messages = OutboxMessage.objects.bulk_create(
+        [OutboxMessage(task=task, kwargs=kwargs) for kwargs in kwargs_list]
     )
-    return len(messages)
+    transaction.on_commit(lambda: publish(messages))
+    return messages
 
 
 def publish(messages: Sequence[OutboxMessage]) -> int:

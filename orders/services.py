@@ -7,13 +7,14 @@ fields it changed. No row lock is held while a venue is called.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -28,16 +29,23 @@ from brokers.base import (
     ReportKind,
     VenueOrderNotFound,
     VenueRejected,
+    VenueTransientError,
 )
 from brokers.registry import venue_for, venue_names
 from risk import services as risk_services
 from risk.exceptions import RiskRejected
-from risk.selectors import trading_state_for
+from risk.selectors import trading_state_among, trading_state_for, trading_states_restricting
+from tradingsite.bulk import rows_update
 
 from . import actors, books, outbox
-from .exceptions import DuplicateClientOrderId, InvalidTransition, OrderValidationError
-from .lock_objects import order_for_update
-from .models import Account, Fill, Order, OrderEvent
+from .exceptions import (
+    ApplicationError,
+    DuplicateClientOrderId,
+    InvalidTransition,
+    OrderValidationError,
+)
+from .lock_objects import order_for_update, orders_for_update
+from .models import Account, Fill, Instrument, Order, OrderEvent
 from .replay import encode, order_state
 from .selectors import instrument_by_symbol, instrument_rules
 from .states import AT_VENUE, OPEN, TERMINAL, OrderStatus, can_transition
@@ -79,6 +87,30 @@ def _order_change(
 ) -> OrderEvent:
     """Apply `changes` to a locked order, save it and append its event. Raises
     InvalidTransition, writing nothing, if `status` changes to a status the table forbids."""
+    event, fields = _order_change_staged(
+        order,
+        event_type=event_type,
+        actor=actor,
+        correlation_id=correlation_id,
+        data=data,
+        **changes,
+    )
+    order.save(update_fields=fields)
+    event.save(force_insert=True)
+    return event
+
+
+def _order_change_staged(
+    order: Order,
+    *,
+    event_type: str,
+    actor: str,
+    correlation_id: str = "",
+    data: dict[str, Any] | None = None,
+    **changes: Any,
+) -> tuple[OrderEvent, list[str]]:
+    """`_order_change` without the writes: the order changed in memory, and its unsaved event
+    and changed field names (the caller writes both, in the same transaction, under the lock)."""
     new_status = changes.get("status")
     if (
         new_status is not None
@@ -95,11 +127,10 @@ def _order_change(
     now = timezone.now()
     order.updated_at = now
     order.event_seq += 1
-    order.save(update_fields=[*changed, "updated_at", "event_seq"])
     payload = {"changes": {name: encode(value) for name, value in changed.items()}}
     if data:
         payload.update(data)
-    return OrderEvent.objects.create(
+    event = OrderEvent(
         order=order,
         seq=order.event_seq,
         type=event_type,
@@ -108,6 +139,48 @@ def _order_change(
         correlation_id=correlation_id,
         data=payload,
     )
+    return event, [*changed, "updated_at", "event_seq"]
+
+
+class _OrderWrites:
+    """The order changes of one transaction, written together at its end: one UPDATE for
+    every changed order and one INSERT for every event (the batch paths; a lone order pays
+    the same two statements as `_order_change`). Orders must be locked by the caller."""
+
+    def __init__(self) -> None:
+        self.orders: dict[UUID, Order] = {}
+        self.fields: set[str] = set()
+        self.events: list[OrderEvent] = []
+
+    def change(
+        self,
+        order: Order,
+        *,
+        event_type: str,
+        actor: str,
+        correlation_id: str = "",
+        data: dict[str, Any] | None = None,
+        **changes: Any,
+    ) -> OrderEvent:
+        event, fields = _order_change_staged(
+            order,
+            event_type=event_type,
+            actor=actor,
+            correlation_id=correlation_id,
+            data=data,
+            **changes,
+        )
+        self.orders[order.pk] = order
+        self.fields.update(fields)
+        self.events.append(event)
+        return event
+
+    def flush(self) -> None:
+        if self.orders:
+            rows_update(list(self.orders.values()), sorted(self.fields))
+        if self.events:
+            OrderEvent.objects.bulk_create(self.events, batch_size=1000)
+        self.orders, self.fields, self.events = {}, set(), []
 
 
 # --- intake ---------------------------------------------------------------------------------
@@ -165,6 +238,7 @@ def order_submit(
     actor: str,
     correlation_id: str = "",
     reduce_only: bool = False,
+    _rate_counted: bool = False,
 ) -> SubmitResult:
     """Validate, risk-check and store a new order and queue it for its venue.
 
@@ -184,28 +258,8 @@ def order_submit(
             return _idempotent_repeat(existing, fingerprint)
 
     now = timezone.now()
-    instrument = instrument_by_symbol(terms.symbol)
-    if instrument is None:
-        raise OrderValidationError(
-            "unknown_symbol", "symbol", "unknown symbol", f"unknown symbol {terms.symbol!r}"
-        )
-    validate_terms(terms, instrument_rules(instrument), now)
-    venue = terms.venue or settings.DEFAULT_VENUE
-    if venue not in venue_names():
-        raise OrderValidationError("unknown_venue", "venue", f"unknown venue {venue!r}")
-    gate = risk_services.GateRequest(
-        account=account,
-        instrument=instrument,
-        side=terms.side,
-        type=terms.type,
-        quantity=terms.quantity,
-        limit_price=terms.limit_price,
-        stop_price=terms.stop_price,
-        strategy_id=terms.strategy_id,
-        venue=venue,
-        reduce_only=reduce_only,
-    )
-    if not reduce_only:
+    gate = _gate_request(account, terms, instrument_by_symbol(terms.symbol), now, reduce_only)
+    if not (reduce_only or _rate_counted):
         risk_services.order_rate_limit(
             user=user, account=account, actor=actor, correlation_id=correlation_id
         )
@@ -213,40 +267,15 @@ def order_submit(
         gate, actor=actor, correlation_id=correlation_id
     )
     breaches = risk_services.order_limit_breaches(gate, reducing=reducing)
-    expire_at = terms.expire_at
-    if terms.time_in_force == "day":
-        expire_at = day_expiry(now, settings.ORDERS_DAY_CUTOFF_UTC)
-
-    order = Order(
-        account=account,
-        instrument=instrument,
-        client_order_id=terms.client_order_id or uuid.uuid4().hex,
-        side=terms.side,
-        type=terms.type,
-        time_in_force=terms.time_in_force,
-        quantity=terms.quantity,
-        limit_price=terms.limit_price,
-        stop_price=terms.stop_price,
-        expire_at=expire_at,
-        status=S.REJECTED if breaches else S.VALIDATED,
-        reject_reason="; ".join(b.message for b in breaches) if breaches else None,
-        filled_quantity=Decimal(0),
-        remaining_quantity=Decimal(0) if breaches else terms.quantity,
-        venue=venue,
-        reduce_only=reduce_only,
-        strategy_id=terms.strategy_id,
-        signal_id=terms.signal_id,
-        metadata=terms.metadata,
-        request_fingerprint=fingerprint,
-        created_by=user if getattr(user, "is_authenticated", False) else None,
-        created_at=now,
-        updated_at=now,
-        event_seq=2,
-    )
+    order = _new_order(gate, terms, user, now, fingerprint, breaches)
     try:
         with transaction.atomic():
             order.save(force_insert=True)
-            _creation_events(order, actor=actor, correlation_id=correlation_id, breaches=breaches)
+            OrderEvent.objects.bulk_create(
+                _creation_events(
+                    order, actor=actor, correlation_id=correlation_id, breaches=breaches
+                )
+            )
             if breaches:
                 risk_services.risk_event_record(
                     kind="order_rejected",
@@ -278,7 +307,78 @@ def order_submit(
     return SubmitResult(order=order, created=True)
 
 
-def _creation_events(order: Order, *, actor: str, correlation_id: str, breaches: list[Any]) -> None:
+def _gate_request(
+    account: Account,
+    terms: OrderTerms,
+    instrument: Instrument | None,
+    now: datetime,
+    reduce_only: bool,
+) -> risk_services.GateRequest:
+    """The order's terms checked against its instrument and venue (OrderValidationError)."""
+    if instrument is None:
+        raise OrderValidationError(
+            "unknown_symbol", "symbol", "unknown symbol", f"unknown symbol {terms.symbol!r}"
+        )
+    validate_terms(terms, instrument_rules(instrument), now)
+    venue = terms.venue or settings.DEFAULT_VENUE
+    if venue not in venue_names():
+        raise OrderValidationError("unknown_venue", "venue", f"unknown venue {venue!r}")
+    return risk_services.GateRequest(
+        account=account,
+        instrument=instrument,
+        side=terms.side,
+        type=terms.type,
+        quantity=terms.quantity,
+        limit_price=terms.limit_price,
+        stop_price=terms.stop_price,
+        strategy_id=terms.strategy_id,
+        venue=venue,
+        reduce_only=reduce_only,
+    )
+
+
+def _new_order(
+    gate: risk_services.GateRequest,
+    terms: OrderTerms,
+    user: Any,
+    now: datetime,
+    fingerprint: str,
+    breaches: list[Any],
+) -> Order:
+    expire_at = terms.expire_at
+    if terms.time_in_force == "day":
+        expire_at = day_expiry(now, settings.ORDERS_DAY_CUTOFF_UTC)
+    return Order(
+        account=gate.account,
+        instrument=gate.instrument,
+        client_order_id=terms.client_order_id or uuid.uuid4().hex,
+        side=terms.side,
+        type=terms.type,
+        time_in_force=terms.time_in_force,
+        quantity=terms.quantity,
+        limit_price=terms.limit_price,
+        stop_price=terms.stop_price,
+        expire_at=expire_at,
+        status=S.REJECTED if breaches else S.VALIDATED,
+        reject_reason="; ".join(b.message for b in breaches) if breaches else None,
+        filled_quantity=Decimal(0),
+        remaining_quantity=Decimal(0) if breaches else terms.quantity,
+        venue=gate.venue,
+        reduce_only=gate.reduce_only,
+        strategy_id=terms.strategy_id,
+        signal_id=terms.signal_id,
+        metadata=terms.metadata,
+        request_fingerprint=fingerprint,
+        created_by=user if getattr(user, "is_authenticated", False) else None,
+        created_at=now,
+        updated_at=now,
+        event_seq=2,
+    )
+
+
+def _creation_events(
+    order: Order, *, actor: str, correlation_id: str, breaches: list[Any]
+) -> list[OrderEvent]:
     """The first events of a new order: created (every replayed field), then validated, or
     risk_rejected with every breached rule."""
     state = order_state(order)
@@ -295,28 +395,185 @@ def _creation_events(order: Order, *, actor: str, correlation_id: str, breaches:
         "reject_reason": None,
         "remaining_quantity": encode(order.quantity),
     }
-    OrderEvent.objects.bulk_create(
-        [
-            OrderEvent(
-                order=order,
-                seq=1,
-                type="created",
-                at=order.created_at,
+    return [
+        OrderEvent(
+            order=order,
+            seq=1,
+            type="created",
+            at=order.created_at,
+            actor=actor,
+            correlation_id=correlation_id,
+            data={"changes": created},
+        ),
+        OrderEvent(
+            order=order,
+            seq=2,
+            type=RISK_REJECTED_EVENT if breaches else "validated",
+            at=order.created_at,
+            actor=actor,
+            correlation_id=correlation_id,
+            data={"changes": final, **data},
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    account: Account
+    terms: OrderTerms
+
+
+def orders_submit_many(
+    *,
+    requests: Sequence[SubmitRequest],
+    user: Any = None,
+    actor: str,
+    correlation_id: str = "",
+) -> list[SubmitResult | ApplicationError]:
+    """`order_submit` for many orders (the batch intake): one answer per request, in order,
+    each what `order_submit` would have answered (a result, or the error it would raise).
+
+    What every order reads is read once (instruments, stored client order ids, trading states,
+    limits, rate buckets), and the accepted orders are stored together: one transaction with
+    one INSERT of orders, one of events, and one outbox row per SUBMIT_BATCH_SIZE orders (an
+    `orders.submit_batch` task, published after commit). An order that limits apply to, or
+    that a `reducing` state covers, takes the one-order path after the orders before it are
+    stored, so its risk snapshot sees them. A client order id that races another request
+    sends its group through the one-order path, which answers the stored order."""
+    answers: list[SubmitResult | ApplicationError | None] = [None] * len(requests)
+    instruments = {
+        i.symbol: i
+        for i in Instrument.objects.filter(symbol__in={r.terms.symbol for r in requests})
+    }
+    named = [r for r in requests if r.terms.client_order_id]
+    stored = {
+        (o.account_id, o.client_order_id): o
+        for o in Order.objects.filter(
+            account_id__in={r.account.pk for r in named},
+            client_order_id__in={r.terms.client_order_id for r in named},
+        )
+    }
+    context = risk_services.GateContext.read()
+    pending: list[tuple[int, SubmitRequest, Order]] = []
+    in_batch: dict[tuple[int, str], Order] = {}
+
+    def store_pending() -> None:
+        if not pending:
+            return
+        try:
+            with transaction.atomic():
+                Order.objects.bulk_create([order for _, _, order in pending])
+                OrderEvent.objects.bulk_create(
+                    [
+                        event
+                        for _, _, order in pending
+                        for event in _creation_events(
+                            order, actor=actor, correlation_id=correlation_id, breaches=[]
+                        )
+                    ]
+                )
+                ids = [str(order.id) for _, _, order in pending]
+                outbox.enqueue_many(
+                    "orders.submit_batch",
+                    [
+                        {
+                            "order_ids": ids[at : at + SUBMIT_BATCH_SIZE],
+                            "correlation_id": correlation_id,
+                        }
+                        for at in range(0, len(ids), SUBMIT_BATCH_SIZE)
+                    ],
+                )
+        except IntegrityError:
+            # A client order id of this group raced another request: each order of the group
+            # goes the one-order path, which answers the stored order for a repeat.
+            for index, request, order in pending:
+                answers[index] = _answer(
+                    lambda request=request: order_submit(
+                        account=request.account,
+                        terms=request.terms,
+                        user=user,
+                        actor=actor,
+                        correlation_id=correlation_id,
+                        _rate_counted=True,
+                    )
+                )
+                _repoint_repeats(answers, order, answers[index])
+        pending.clear()
+
+    for index, request in enumerate(requests):
+        account, terms = request.account, request.terms
+        try:
+            fingerprint = _fingerprint(terms)
+            key = (account.pk, terms.client_order_id or "")
+            if key in in_batch:
+                answers[index] = _idempotent_repeat(in_batch[key], fingerprint)
+                continue
+            if key in stored:
+                answers[index] = _idempotent_repeat(stored[key], fingerprint)
+                continue
+            now = timezone.now()
+            gate = _gate_request(account, terms, instruments.get(terms.symbol), now, False)
+            risk_services.order_rate_limit(
+                user=user,
+                account=account,
                 actor=actor,
                 correlation_id=correlation_id,
-                data={"changes": created},
-            ),
-            OrderEvent(
-                order=order,
-                seq=2,
-                type=RISK_REJECTED_EVENT if breaches else "validated",
-                at=order.created_at,
-                actor=actor,
-                correlation_id=correlation_id,
-                data={"changes": final, **data},
-            ),
-        ]
-    )
+                context=context,
+            )
+            reducing = risk_services.order_trading_state_check(
+                gate, actor=actor, correlation_id=correlation_id, context=context
+            )
+        except ApplicationError as error:
+            answers[index] = error
+            continue
+        if reducing or context.limits_apply(gate):
+            store_pending()
+            answers[index] = _answer(
+                lambda request=request: order_submit(
+                    account=request.account,
+                    terms=request.terms,
+                    user=user,
+                    actor=actor,
+                    correlation_id=correlation_id,
+                    _rate_counted=True,
+                )
+            )
+            continue
+        order = _new_order(gate, terms, user, now, fingerprint, [])
+        pending.append((index, request, order))
+        if terms.client_order_id:
+            in_batch[key] = order
+        answers[index] = SubmitResult(order=order, created=True)
+    store_pending()
+    return [answer for answer in answers if answer is not None]
+
+
+# Orders per `orders.submit_batch` task from the batch intake: a worker sends them in one
+# venue call and applies the answers in one transaction.
+SUBMIT_BATCH_SIZE = 50
+
+
+def _repoint_repeats(
+    answers: list[SubmitResult | ApplicationError | None],
+    unsaved: Order,
+    stored: SubmitResult | ApplicationError | None,
+) -> None:
+    """Repeats within the batch answered with an order that was never stored get the answer
+    its one-order submission got instead."""
+    for at, answer in enumerate(answers):
+        if isinstance(answer, SubmitResult) and answer.order is unsaved and not answer.created:
+            answers[at] = (
+                SubmitResult(order=stored.order, created=False)
+                if isinstance(stored, SubmitResult)
+                else stored
+            )
+
+
+def _answer(submit: Any) -> SubmitResult | ApplicationError:
+    try:
+        return submit()
+    except ApplicationError as error:
+        return error
 
 
 # --- cancel and modify (requests) -----------------------------------------------------------
@@ -576,6 +833,98 @@ def order_submit_to_venue(*, order_id: UUID | str, correlation_id: str = "") -> 
     execution_reports_apply(reports=reports, correlation_id=correlation_id)
 
 
+@dataclass(frozen=True)
+class BatchSubmission:
+    sent: int  # orders whose venue answer was applied here
+    one_by_one: list[str]  # orders to hand to `order_submit_to_venue` (see below)
+
+
+# An order validated this long ago whose task has not run yet is queued behind others: a
+# worker sending another order takes it along (`backlog`), and its own task finds it sent.
+BACKLOG_AGE_SECONDS = 0.02
+
+
+def orders_submit_to_venue_many(
+    *, order_ids: Sequence[UUID | str], correlation_id: str = "", backlog: int = 0
+) -> BatchSubmission:
+    """Send many validated orders to their venues at the cost of a few statements, not a few
+    per order: one transaction claims them (locked in primary-key order; one UPDATE and one
+    INSERT of `pending_submit` events for all), one `submit_many` call per venue sends them,
+    and one transaction applies every report (`execution_reports_apply`).
+
+    Every guarantee of the one-order path holds. Orders that need it are answered in
+    `one_by_one`, for the caller to send through `order_submit_to_venue`: an order found
+    pending_submit (an earlier attempt died: it asks the venue before resending), an order a
+    halt has reached (it is rejected there, with its risk event), and every order of a venue
+    call that failed transiently (its outcome is unknown, so each is asked about, never sent
+    blind). Orders already past validated are skipped: another delivery did them.
+
+    With `backlog`, up to that many other validated orders older than BACKLOG_AGE_SECONDS go
+    along (oldest first, skipping any another worker holds): the batch grows with the queue
+    behind it, and a lone order goes at once, alone."""
+    one_by_one: list[str] = []
+    tickets: dict[str, list[OrderTicket]] = {}
+    with transaction.atomic():
+        orders = list(orders_for_update(order_ids))
+        if backlog:
+            orders += _backlog_for_update(exclude=order_ids, limit=backlog)
+        states = (
+            trading_states_restricting() if any(o.status == S.VALIDATED for o in orders) else []
+        )
+        writes = _OrderWrites()
+        for order in orders:
+            if order.status == S.PENDING_SUBMIT:
+                one_by_one.append(str(order.pk))
+                continue
+            if order.status != S.VALIDATED:
+                continue
+            state = trading_state_among(
+                states,
+                account=order.account.code,
+                strategy_id=order.strategy_id,
+                symbol=order.instrument.symbol,
+            )
+            if state is not None and state.mode == "halted" and not order.reduce_only:
+                one_by_one.append(str(order.pk))
+                continue
+            writes.change(
+                order,
+                event_type="pending_submit",
+                actor=actors.WORKER,
+                correlation_id=correlation_id,
+                status=S.PENDING_SUBMIT,
+            )
+            tickets.setdefault(order.venue, []).append(order_ticket(order))
+        writes.flush()
+    sent = 0
+    for venue_name, venue_tickets in tickets.items():
+        venue = venue_for(venue_name)
+        try:
+            reports = venue.submit_many(venue_tickets)
+        except VenueTransientError:
+            logger.warning(
+                "batch submission failed; asking about each order",
+                extra={"venue": venue_name, "orders": len(venue_tickets)},
+                exc_info=True,
+            )
+            one_by_one.extend(ticket.client_order_id for ticket in venue_tickets)
+            continue
+        execution_reports_apply(reports=reports, correlation_id=correlation_id)
+        sent += len(venue_tickets)
+    return BatchSubmission(sent=sent, one_by_one=one_by_one)
+
+
+def _backlog_for_update(*, exclude: Sequence[UUID | str], limit: int) -> list[Order]:
+    cutoff = timezone.now() - timedelta(seconds=BACKLOG_AGE_SECONDS)
+    return list(
+        Order.objects.select_related("instrument", "account")
+        .filter(status=S.VALIDATED, updated_at__lte=cutoff)
+        .exclude(pk__in=list(exclude))
+        .order_by("updated_at")
+        .select_for_update(of=("self",), skip_locked=True)[:limit]
+    )
+
+
 def _halted_before_sending(order: Order, correlation_id: str) -> bool:
     """The kill switch reaches orders queued before it: a halted scope rejects them here,
     before the venue is called (the kill switch's own reduce-only orders still go)."""
@@ -745,66 +1094,111 @@ def order_modify_at_venue(
 
 
 def execution_reports_apply(*, reports: Sequence[ExecutionReport], correlation_id: str = "") -> int:
-    """Apply venue reports, each order in its own transaction under its row lock, in the
-    order given. Idempotent: a fill whose execution id is stored already, or a status the
-    order has already passed, changes nothing. Answers the number of reports that changed
+    """Apply venue reports in one transaction: the orders locked in primary-key order, each
+    order's reports in the order given, then one write per changed row (orders, events, fills,
+    positions, accounts). Idempotent: a fill whose execution id is stored already, or a status
+    the order has already passed, changes nothing. Answers the number of reports that changed
     something. Reports for orders we do not know are logged and skipped."""
-    changed = 0
-    by_order: dict[str, list[ExecutionReport]] = {}
+    by_order: dict[UUID, list[ExecutionReport]] = {}
     for report in reports:
-        by_order.setdefault(report.client_order_id, []).append(report)
-    for client_order_id, order_reports in by_order.items():
         try:
-            order_uuid = UUID(client_order_id)
+            order_uuid = UUID(report.client_order_id)
         except ValueError:
-            logger.warning("report for a foreign client order id", extra={"id": client_order_id})
+            logger.warning(
+                "report for a foreign client order id", extra={"id": report.client_order_id}
+            )
             continue
-        with transaction.atomic():
-            try:
-                order = order_for_update(order_uuid)
-            except Order.DoesNotExist:
-                logger.warning("report for an unknown order", extra={"id": client_order_id})
+        by_order.setdefault(order_uuid, []).append(report)
+    if not by_order:
+        return 0
+    changed = 0
+    with transaction.atomic():
+        orders = {order.pk: order for order in orders_for_update(by_order)}
+        for order_uuid in by_order.keys() - orders.keys():
+            logger.warning("report for an unknown order", extra={"id": str(order_uuid)})
+        applying = _ReportsApplying(
+            [orders[pk] for pk, rs in by_order.items() if pk in orders], reports, correlation_id
+        )
+        for pk, order_reports in by_order.items():
+            order = orders.get(pk)
+            if order is None:
                 continue
             for report in order_reports:
-                changed += _report_apply(order, report, correlation_id)
+                changed += _report_apply(order, report, applying)
+        applying.flush()
     return changed
 
 
-def _report_apply(order: Order, report: ExecutionReport, correlation_id: str) -> int:
+class _ReportsApplying:
+    """What one `execution_reports_apply` transaction writes, gathered: the order changes and
+    events, the fills and their bookings (a Ledger over the orders that have fills)."""
+
+    def __init__(
+        self, orders: list[Order], reports: Sequence[ExecutionReport], correlation_id: str
+    ) -> None:
+        self.correlation_id = correlation_id
+        self.writes = _OrderWrites()
+        fills = [r for r in reports if r.kind == ReportKind.FILL]
+        self.executions_seen: set[tuple[str, str]] = set()
+        if fills:
+            self.executions_seen = set(
+                Fill.objects.filter(
+                    venue__in={r.venue for r in fills},
+                    venue_execution_id__in={r.execution_id for r in fills},
+                )
+                .order_by()
+                .values_list("venue", "venue_execution_id")
+            )
+        filled = {r.client_order_id for r in fills}
+        self.ledger = books.Ledger([o for o in orders if str(o.pk) in filled]) if fills else None
+        self.fills: list[Fill] = []
+        self.rates: dict[tuple[str, int], Decimal] = {}
+        self.accounts_filled: set[str] = set()
+
+    def account_rate(self, order: Order) -> Decimal:
+        key = (order.instrument.quote_currency, order.account_id)
+        if key not in self.rates:
+            self.rates[key] = books.account_rate(order.instrument.quote_currency, order.account)
+        return self.rates[key]
+
+    def flush(self) -> None:
+        if self.ledger is not None:
+            self.ledger.flush()
+        if self.fills:
+            Fill.objects.bulk_create(self.fills, batch_size=1000)
+        self.writes.flush()
+        # Circuit breakers look at the books as soon as these fills are committed (at most one
+        # evaluation per account in flight per second: a burst of fills needs one look).
+        for account_code in sorted(self.accounts_filled):
+            transaction.on_commit(lambda code=account_code: _breakers_kick(code))
+
+
+def _report_apply(order: Order, report: ExecutionReport, applying: _ReportsApplying) -> int:
     actor = actors.venue_actor(report.venue)
     status = order.status
+    change = functools.partial(
+        applying.writes.change, order, actor=actor, correlation_id=applying.correlation_id
+    )
     if report.kind == ReportKind.ACK:
         if status in (S.PENDING_SUBMIT, S.SUBMITTED):
-            _order_change(
-                order,
+            change(
                 event_type="acknowledged",
-                actor=actor,
-                correlation_id=correlation_id,
                 status=S.ACKNOWLEDGED,
                 venue_order_id=report.venue_order_id,
             )
             return 1
         if not order.venue_order_id:
-            _order_change(
-                order,
-                event_type="acknowledged",
-                actor=actor,
-                correlation_id=correlation_id,
-                venue_order_id=report.venue_order_id,
-            )
+            change(event_type="acknowledged", venue_order_id=report.venue_order_id)
             return 1
         return 0
     if report.kind == ReportKind.FILL:
-        return _fill_apply(order, report, correlation_id)
+        return _fill_apply(order, report, applying)
     if report.kind == ReportKind.REPLACED:
         if status in TERMINAL:
             return 0
         quantity = report.quantity if report.quantity is not None else order.quantity
-        _order_change(
-            order,
+        change(
             event_type="modified",
-            actor=actor,
-            correlation_id=correlation_id,
             quantity=quantity,
             remaining_quantity=quantity - order.filled_quantity,
             limit_price=report.limit_price if report.limit_price is not None else order.limit_price,
@@ -825,11 +1219,8 @@ def _report_apply(order: Order, report: ExecutionReport, correlation_id: str) ->
         extra["reject_reason"] = report.reason or "rejected by the venue"
     if not order.venue_order_id and report.venue_order_id:
         extra["venue_order_id"] = report.venue_order_id
-    _order_change(
-        order,
+    change(
         event_type=str(final),
-        actor=actor,
-        correlation_id=correlation_id,
         data={"reason": report.reason} if report.reason else None,
         status=final,
         remaining_quantity=Decimal(0),
@@ -860,13 +1251,16 @@ def _cancel_requested_for_expiry(order: Order) -> bool:
     return reason == EXPIRY_REASON
 
 
-def _fill_apply(order: Order, report: ExecutionReport, correlation_id: str) -> int:
+def _fill_apply(order: Order, report: ExecutionReport, applying: _ReportsApplying) -> int:
     """Book one execution: the fill row, the order's quantities and average price, the
     positions, cash and realized P&L (orders.books), one event. Runs inside the caller's
     transaction with the order locked, so a fill is booked completely or not at all."""
     assert report.quantity is not None and report.price is not None
-    if Fill.objects.filter(venue=report.venue, venue_execution_id=report.execution_id).exists():
+    execution = (report.venue, report.execution_id)
+    if execution in applying.executions_seen:
         return 0
+    applying.executions_seen.add(execution)
+    assert applying.ledger is not None
     quantity, price = report.quantity, report.price
     commission, commission_currency = books.fill_commission(
         order, venue=report.venue, quantity=quantity, price=price
@@ -880,7 +1274,7 @@ def _fill_apply(order: Order, report: ExecutionReport, correlation_id: str) -> i
         price=price,
         commission=commission,
         commission_currency=commission_currency,
-        account_rate=books.account_rate(order.instrument.quote_currency, order.account),
+        account_rate=applying.account_rate(order),
         liquidity=report.liquidity or "taker",
         venue=report.venue,
         venue_execution_id=report.execution_id,
@@ -889,12 +1283,9 @@ def _fill_apply(order: Order, report: ExecutionReport, correlation_id: str) -> i
     filled = order.filled_quantity + quantity
     previous_notional = (order.average_fill_price or Decimal(0)) * order.filled_quantity
     average = ((previous_notional + quantity * price) / filled).quantize(PRICE_QUANTUM)
-    booking = books.fill_book(fill, order)  # sets the fill's booking fields
-    fill.save(force_insert=True)
-    # Circuit breakers look at the books as soon as this fill is committed (at most one
-    # evaluation per account in flight per second: a burst of fills needs one look, not many).
-    account_code = order.account.code
-    transaction.on_commit(lambda: _breakers_kick(account_code))
+    booking = applying.ledger.book(fill, order)  # sets the fill's booking fields
+    applying.fills.append(fill)
+    applying.accounts_filled.add(order.account.code)
     changes: dict[str, Any] = {
         "filled_quantity": filled,
         "average_fill_price": average,
@@ -911,20 +1302,20 @@ def _fill_apply(order: Order, report: ExecutionReport, correlation_id: str) -> i
     }
     if not order.venue_order_id and report.venue_order_id:
         changes["venue_order_id"] = report.venue_order_id
+    change = functools.partial(
+        applying.writes.change,
+        order,
+        actor=actors.venue_actor(report.venue),
+        correlation_id=applying.correlation_id,
+        data=data,
+    )
     if filled > order.quantity or order.status in TERMINAL:
         # Money moved at the venue; book it and flag the order for a person to look at.
         changes["needs_review"] = True
         changes["remaining_quantity"] = max(Decimal(0), order.quantity - filled)
         if filled > order.quantity:
             changes["quantity"] = filled
-        _order_change(
-            order,
-            event_type="late_fill",
-            actor=actors.venue_actor(report.venue),
-            correlation_id=correlation_id,
-            data=data,
-            **changes,
-        )
+        change(event_type="late_fill", **changes)
         return 1
     remaining = order.quantity - filled
     changes["remaining_quantity"] = remaining
@@ -932,14 +1323,7 @@ def _fill_apply(order: Order, report: ExecutionReport, correlation_id: str) -> i
         changes["status"] = S.FILLED
     elif order.status != S.PENDING_CANCEL:
         changes["status"] = S.PARTIALLY_FILLED
-    _order_change(
-        order,
-        event_type="fill",
-        actor=actors.venue_actor(report.venue),
-        correlation_id=correlation_id,
-        data=data,
-        **changes,
-    )
+    change(event_type="fill", **changes)
     return 1
 
 

@@ -70,13 +70,25 @@ def _guarded(step: str, order_id: str, call: Callable[[], Any]) -> None:
             call()
 
 
+# How many queued orders one `orders.submit` task takes along (services.BACKLOG_AGE_SECONDS).
+SUBMIT_BACKLOG = 99
+
+
 @shared_task(name="orders.submit", queue="orders", **ORDER_TASK)
 def order_submit_task(order_id: str, correlation_id: str = "") -> None:
-    _guarded(
-        "submit",
-        order_id,
-        lambda: services.order_submit_to_venue(order_id=order_id, correlation_id=correlation_id),
-    )
+    """Send one order, and the orders queued behind it (the batch path: a lone order goes
+    alone, at once; under load one task sends many, and their own tasks find them sent)."""
+
+    def send() -> None:
+        batch = services.orders_submit_to_venue_many(
+            order_ids=[order_id], correlation_id=correlation_id, backlog=SUBMIT_BACKLOG
+        )
+        # Orders taken along and handed back are left to their own queued tasks; this one
+        # takes the one-order path here, retried on transient venue errors.
+        if order_id in batch.one_by_one:
+            services.order_submit_to_venue(order_id=order_id, correlation_id=correlation_id)
+
+    _guarded("submit", order_id, send)
 
 
 @shared_task(name="orders.cancel", queue="orders", bind=True, **ORDER_TASK)
@@ -178,11 +190,18 @@ def reconcile_at_worker_start(sender: Any = None, **kwargs: Any) -> None:
     name="orders.submit_batch", queue="orders", acks_late=True, soft_time_limit=50, time_limit=60
 )
 def order_submit_batch_task(order_ids: list[str], correlation_id: str = "") -> int:
-    """Send many committed orders in one task (the batch intake). Each order is still its own
-    idempotent submission; one that meets a transient venue error is retried alone, and one
-    that dies with the worker is found by the sweeper like any other."""
-    sent = 0
-    for order_id in order_ids:
+    """Send many committed orders in one task (the batch intake)."""
+    return _send_batch(order_ids, correlation_id)
+
+
+def _send_batch(order_ids: list[str], correlation_id: str) -> int:
+    """One claim, one venue call, one application of the answers
+    (services.orders_submit_to_venue_many). The orders that need the one-order path go through
+    it here; one that meets a transient venue error there is retried alone, and one that dies
+    with the worker is found by the sweeper."""
+    batch = services.orders_submit_to_venue_many(order_ids=order_ids, correlation_id=correlation_id)
+    sent = batch.sent
+    for order_id in batch.one_by_one:
         try:
             services.order_submit_to_venue(order_id=order_id, correlation_id=correlation_id)
             sent += 1

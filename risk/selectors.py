@@ -73,6 +73,36 @@ def trading_state_for(*, account: str, strategy_id: str, symbol: str) -> Trading
     states = TradingState.objects.filter(
         scope_filter(account=account, strategy_id=strategy_id, symbol=symbol)
     ).exclude(mode=TradingMode.ACTIVE)
+    return strictest_state(states)
+
+
+def trading_states_restricting() -> list[TradingState]:
+    """Every non-active trading state, in one read (a batch of orders looks each one up in
+    memory with `trading_state_among`). The table holds a row per scope touched: small."""
+    return list(TradingState.objects.exclude(mode=TradingMode.ACTIVE))
+
+
+def trading_state_among(
+    states: Iterable[TradingState], *, account: str, strategy_id: str, symbol: str
+) -> TradingState | None:
+    """`trading_state_for`, answered from states read already."""
+    return strictest_state(
+        state
+        for state in states
+        if applies(state, account=account, strategy_id=strategy_id, symbol=symbol)
+    )
+
+
+def applies(row: TradingState | RiskLimit, *, account: str, strategy_id: str, symbol: str) -> bool:
+    """`scope_filter`, in memory: does a state or limit row apply to an order?"""
+    if row.scope == Scope.GLOBAL:
+        return True
+    if row.scope == Scope.STRATEGY:
+        return bool(strategy_id) and row.target == strategy_id
+    return row.target == {Scope.ACCOUNT: account, Scope.SYMBOL: symbol}.get(row.scope)
+
+
+def strictest_state(states: Iterable[TradingState]) -> TradingState | None:
     strictest = None
     for state in states:
         if strictest is None or MODE_RANK[state.mode] > MODE_RANK[strictest.mode]:

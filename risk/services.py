@@ -24,7 +24,7 @@ from orders.states import OPEN
 from . import checks, selectors
 from .exceptions import RateLimited, RiskUnavailable, TradingHalted
 from .models import RiskEvent, RiskLimit, Scope, TradingMode, TradingState
-from .ratelimit import admit
+from .ratelimit import Bucket, admit
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +76,58 @@ class GateRequest:
     open_adjustment: dict[str, Any] = field(default_factory=dict)
 
 
-def order_rate_limit(*, user: Any, account: Account, actor: str, correlation_id: str = "") -> None:
+@dataclass(frozen=True)
+class GateContext:
+    """What the gate reads for any order, read once for a batch of orders: the restricting
+    trading states, the active limits, and each account's rate buckets."""
+
+    states: list[TradingState]
+    limits: list[RiskLimit]
+    buckets: dict[int, list[Bucket]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls) -> GateContext:
+        return cls(
+            states=selectors.trading_states_restricting(),
+            limits=list(RiskLimit.objects.filter(active=True)),
+        )
+
+    def limits_apply(self, request: GateRequest) -> bool:
+        return any(
+            selectors.applies(
+                limit,
+                account=request.account.code,
+                strategy_id=request.strategy_id,
+                symbol=request.instrument.symbol,
+            )
+            for limit in self.limits
+        )
+
+    def rate_buckets(self, *, user: Any, account: Account) -> list[Bucket]:
+        if account.pk not in self.buckets:
+            self.buckets[account.pk] = selectors.rate_buckets(user=user, account=account)
+        return self.buckets[account.pk]
+
+
+def order_rate_limit(
+    *,
+    user: Any,
+    account: Account,
+    actor: str,
+    correlation_id: str = "",
+    context: GateContext | None = None,
+) -> None:
     """Count one order for the trader; raises RateLimited (not counted) when over, and
     RiskUnavailable when Redis cannot be reached (fail safe)."""
     if user is None or not getattr(user, "is_authenticated", False):
         return
     try:
-        wait = admit(selectors.rate_buckets(user=user, account=account))
+        buckets = (
+            context.rate_buckets(user=user, account=account)
+            if context is not None
+            else selectors.rate_buckets(user=user, account=account)
+        )
+        wait = admit(buckets)
     except redis.RedisError as error:
         _refusal(
             kind="risk_unavailable",
@@ -115,14 +160,23 @@ def _refusal(**fields: Any) -> None:
 
 
 def order_trading_state_check(
-    request: GateRequest, *, actor: str, correlation_id: str = ""
+    request: GateRequest,
+    *,
+    actor: str,
+    correlation_id: str = "",
+    context: GateContext | None = None,
 ) -> bool:
     """Raises TradingHalted when a halted scope applies (reduce-only orders of the kill switch
     pass). Answers whether a `reducing` state applies."""
-    state = selectors.trading_state_for(
-        account=request.account.code,
-        strategy_id=request.strategy_id,
-        symbol=request.instrument.symbol,
+    where_to = {
+        "account": request.account.code,
+        "strategy_id": request.strategy_id,
+        "symbol": request.instrument.symbol,
+    }
+    state = (
+        selectors.trading_state_among(context.states, **where_to)
+        if context is not None
+        else selectors.trading_state_for(**where_to)
     )
     if state is None:
         return False

@@ -155,8 +155,19 @@ def _every_order_replays_from_its_events(request):
     uses_db = marker is not None or {"db", "transactional_db"} & set(request.fixturenames)
     if not uses_db:
         return
+    from django.db import connection, transaction
+
     from orders.models import Order
     from orders.replay import order_state, replay
 
-    for order in Order.objects.select_related("instrument", "account").prefetch_related("events"):
-        assert replay(order.events.all()) == order_state(order), f"order {order.id} does not replay"
+    # One snapshot for the orders and their events: a live worker may commit between the two
+    # reads. (Inside a test's own transaction the snapshot is that transaction's.)
+    with transaction.atomic():
+        if connection.vendor == "postgresql" and len(connection.atomic_blocks) == 1:
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        orders = Order.objects.select_related("instrument", "account").prefetch_related("events")
+        for order in orders:
+            assert replay(order.events.all()) == order_state(order), (
+                f"order {order.id} does not replay"
+            )

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from tradingsite.api_errors import validation_error_body
 
-from .. import actors, outbox, selectors, services
+from .. import actors, selectors, services
 from ..exceptions import ApplicationError, NotFound
 from ..models import Account, Fill, Order, OrderEvent
 from ..states import OPEN
@@ -147,14 +147,40 @@ class OrderBatchView(APIView):
     def post(self, request: Request) -> Response:
         batch = BatchInputSerializer(data=request.data)
         batch.is_valid(raise_exception=True)
-        results = []
-        with outbox.batched():
-            for payload in batch.validated_data["orders"]:
-                code, body = _submit_one(request, payload)
-                if code < 400:
-                    results.append({"status": code, "order": body})
-                else:
-                    results.append({"status": code, **body})
+        payloads = batch.validated_data["orders"]
+        # One input serializer for every body (its fields are built once), and one service
+        # call for the orders that pass it: what every order reads is read once, and the
+        # accepted orders are stored together.
+        shape = OrderInputSerializer()
+        results: list[dict[str, Any] | None] = [None] * len(payloads)
+        requests: list[services.SubmitRequest] = []
+        positions: list[int] = []
+        accounts: dict[str | None, Account] = {}
+        for index, payload in enumerate(payloads):
+            try:
+                data = shape.run_validation(payload)
+                code = data.get("account")
+                if code not in accounts:
+                    accounts[code] = _account_for(request.user, code)
+                requests.append(services.SubmitRequest(accounts[code], _terms(data)))
+                positions.append(index)
+            except serializers.ValidationError as error:
+                results[index] = {"status": 400, **validation_error_body(error.detail)}
+            except ApplicationError as error:
+                results[index] = {"status": error.http_status, "error": error.as_dict()}
+        answers = services.orders_submit_many(
+            requests=requests,
+            user=request.user,
+            actor=actors.user_actor(request.user),
+            correlation_id=_correlation_id(request),
+        )
+        accepted = [answer.order for answer in answers if isinstance(answer, services.SubmitResult)]
+        bodies = iter(OrderOutputSerializer(accepted, many=True).data)
+        for index, answer in zip(positions, answers, strict=True):
+            if isinstance(answer, ApplicationError):
+                results[index] = {"status": answer.http_status, "error": answer.as_dict()}
+            else:
+                results[index] = {"status": 201 if answer.created else 200, "order": next(bodies)}
         return Response({"results": results}, status=status.HTTP_200_OK)
 
 

@@ -33,7 +33,6 @@ def test_a_batch_of_120_is_sent_as_three_tasks(api, instruments, monkeypatch, se
     monkeypatch.setattr(
         outbox, "_send", lambda task, kwargs, producer=None: sent.append((task, kwargs))
     )
-    monkeypatch.setattr(outbox, "BATCH_FLUSH_SECONDS", 3600)
     response = api.post("/api/v1/orders/batch/", batch_of(120), format="json")
     assert [r["status"] for r in response.json()["results"]] == [201] * 120
     assert [(task, len(kwargs["order_ids"])) for task, kwargs in sent] == [

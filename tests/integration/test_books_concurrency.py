@@ -114,7 +114,7 @@ def test_two_workers_filling_one_position_book_every_fill(instruments, commissio
     assert rebuilt == live
 
 
-def test_a_fill_created_first_but_booked_second_rebuilds_as_booked(
+def test_a_fill_executed_first_but_booked_second_rebuilds_as_booked(
     instruments, commissions, monkeypatch
 ):
     # given long 100 AAPL @ 10, and two working orders: A sells 100 @ 12, B buys 100 @ 14
@@ -122,17 +122,18 @@ def test_a_fill_created_first_but_booked_second_rebuilds_as_booked(
     trade(account, "AAPL", "buy", "100", "10")
     order_a = working_order(account, "AAPL", "sell", "100")
     order_b = working_order(account, "AAPL", "buy", "100")
-    # and worker 1 stalls after storing A's fill, before it books it (takes the account lock)
-    book = books.fill_book
+    # and worker 1 holds A's reports (executed first) but stalls before its ledger takes the
+    # account lock
+    ledger_init = books.Ledger.__init__
     stalled, b_booked = threading.Event(), threading.Event()
 
-    def stall_first_worker(fill, order, **kwargs):
+    def stall_first_worker(self, orders):
         if threading.current_thread().name == "worker-1":
             stalled.set()
             assert b_booked.wait(timeout=30)
-        return book(fill, order, **kwargs)
+        ledger_init(self, orders)
 
-    monkeypatch.setattr(books, "fill_book", stall_first_worker)
+    monkeypatch.setattr(books.Ledger, "__init__", stall_first_worker)
     # when worker 1 applies A, and meanwhile worker 2 applies B to the end
     worker_1, errors_1 = in_thread(execute, order_a, ("100", "12"), name="worker-1")
     assert stalled.wait(timeout=30)
@@ -150,7 +151,8 @@ def test_a_fill_created_first_but_booked_second_rebuilds_as_booked(
     ]
     live = positions_by_key(account)[("AAPL", "")]
     assert (live.quantity, live.average_price, live.realized_pnl) == (D(100), D(12), D(0))
-    # and the rebuilt books must be the same (replaying A before B gives 100 @ 14, 200 realized)
+    # and the rebuilt books must be the same (replaying A before B, in execution order, gives
+    # 100 @ 14 and 200 realized)
     before = books_of(account)
     books_rebuild(accounts=[account])
     assert books_of(account) == before

@@ -87,8 +87,10 @@ def test_worker_killed_mid_flight_loses_and_duplicates_nothing(api, market):
     assert_each_order_exactly_once_at_the_venue(ids)
 
 
-def test_worker_killed_mid_batch_loses_and_duplicates_nothing(api, market):
-    # given a slow venue and a worker busy with one batched task of 12 orders
+def test_worker_killed_mid_batch_loses_and_duplicates_nothing(api, market, settings):
+    # given a slow venue (0.4 s per call, before it places anything) and a worker given three
+    # batched tasks of 50 orders (one claim, one venue call, one application each)
+    settings.RISK_ORDERS_PER_MINUTE = 10_000
     slow = Worker(extra_env={"SIM_LATENCY_MS": "400"})
     try:
         response = api.post(
@@ -103,25 +105,32 @@ def test_worker_killed_mid_batch_loses_and_duplicates_nothing(api, market):
                         "type": "market",
                         "quantity": "1000",
                     }
-                    for n in range(12)
+                    for n in range(150)
                 ]
             },
             format="json",
         )
         ids = [result["order"]["id"] for result in response.json()["results"]]
+        orders = Order.objects.filter(pk__in=ids)
+        # when the whole worker dies while a batch is claimed and at the venue, after another
+        # batch was sent
         wait_for(
-            lambda: Order.objects.filter(pk__in=ids, status="filled").count() >= 2,
-            message="the batch under way",
+            lambda: (
+                orders.filter(status="filled").exists()
+                and orders.filter(status="pending_submit").exists()
+            ),
+            message="one batch sent and the next one under way",
+            interval=0.02,
         )
-        # when the whole worker dies in the middle of the batch
         slow.kill()
     finally:
         slow.stop()
-    assert Order.objects.filter(pk__in=ids).exclude(status="filled").count() > 0
+    assert orders.filter(status="pending_submit").exists()
+    assert orders.exclude(status="filled").count() > 0
     # then a new worker and the sweeper finish every order, each exactly once at the venue
     fresh = Worker()
     try:
-        wait_all_filled(ids, timeout=60, interval=0.5, sweep_older_than=0.5)
+        wait_all_filled(ids, timeout=90, interval=0.5, sweep_older_than=0.5)
     finally:
         fresh.stop()
     assert_each_order_exactly_once_at_the_venue(ids)

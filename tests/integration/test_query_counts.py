@@ -90,7 +90,7 @@ def test_fill_application_queries(api, instruments, settings):
 
 
 FILL_QUERIES = {
-    "savepoint + release (one transaction per order)": 2,
+    "savepoint + release (one transaction for all the reports given)": 2,
     "lock the order": 1,
     "execution id seen already?": 1,
     "lock the account": 1,
@@ -101,5 +101,5 @@ FILL_QUERIES = {
     "update the order": 1,
     "insert the event": 1,
 }
-# The first fill of a position also creates it (get, savepoint, insert, release, lock again).
-FIRST_FILL_QUERIES = {**FILL_QUERIES, "create the position": 5}
+# The first fill of a position also creates it (insert, skipping a racing creator's; lock again).
+FIRST_FILL_QUERIES = {**FILL_QUERIES, "create the position": 2}

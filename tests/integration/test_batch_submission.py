@@ -1,0 +1,288 @@
+"""The batch paths, the intake (services.orders_submit_many) and the worker's
+(services.orders_submit_to_venue_many, the batched report application): the same outcome as
+the one-order path, at a cost that does not grow with the number of orders, and every
+guarantee of the spine kept (halts, limits, resumes, unknown outcomes)."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from brokers import registry
+from brokers.base import ExecutionReport, ReportKind, VenueTransientError
+from brokers.models import SimOrder
+from orders import services
+from orders.models import Account, Fill, Order, Position
+from orders.validation import OrderTerms
+from risk.models import RiskEvent
+from risk.services import trading_halt
+from tests.helpers import eur_usd_market, set_quote
+from tests.integration.test_batch_pipeline import batch_of
+from tests.integration.test_books import DEPOSIT, funded_account, working_order
+
+pytestmark = pytest.mark.django_db
+
+D = Decimal
+
+
+def validated(account: Account, count: int, *, symbol="EUR_USD", **terms) -> list[str]:
+    ids = []
+    for n in range(count):
+        result = services.order_submit(
+            account=account,
+            terms=OrderTerms(
+                symbol=symbol,
+                side=terms.get("side", "buy" if n % 2 else "sell"),
+                type="market",
+                time_in_force="ioc",
+                quantity=D(terms.get("quantity", "1000")),
+                strategy_id=terms.get("strategy_id", ""),
+            ),
+            actor="test",
+            reduce_only=terms.get("reduce_only", False),
+        )
+        ids.append(str(result.order.id))
+    return ids
+
+
+@pytest.fixture
+def market(instruments, settings):
+    settings.RISK_ORDERS_PER_MINUTE = 10**6
+    settings.COMMISSIONS = {}
+    venue = eur_usd_market(size="100000000")
+    set_quote(venue, symbol="GBP_USD", bid="1.26990", ask="1.27000", size="100000000")
+    return venue
+
+
+def test_a_batch_fills_every_order_once(market):
+    account = funded_account()
+    ids = validated(account, 30) + validated(account, 10, symbol="GBP_USD")
+    batch = services.orders_submit_to_venue_many(order_ids=ids)
+    assert (batch.sent, batch.one_by_one) == (40, [])
+    assert Order.objects.filter(pk__in=ids, status="filled").count() == 40
+    assert SimOrder.objects.filter(client_order_id__in=ids).count() == 40
+    assert Fill.objects.filter(order_id__in=ids).count() == 40
+    # and a second delivery of the same batch changes nothing
+    again = services.orders_submit_to_venue_many(order_ids=ids)
+    assert (again.sent, again.one_by_one) == (0, [])
+    assert SimOrder.objects.filter(client_order_id__in=ids).count() == 40
+
+
+def test_the_cost_of_a_batch_does_not_grow_with_its_size(market):
+    account = funded_account()
+    # the first fill of each position creates it: warm both positions up first
+    services.orders_submit_to_venue_many(order_ids=validated(account, 2))
+    counts = []
+    for size in (2, 40):
+        ids = validated(account, size)
+        with CaptureQueriesContext(connection) as captured:
+            services.orders_submit_to_venue_many(order_ids=ids)
+        assert Order.objects.filter(pk__in=ids, status="filled").count() == size
+        counts.append(len(captured.captured_queries))
+    assert counts[0] == counts[1], counts
+
+
+def test_orders_that_need_the_one_order_path_are_handed_back(market):
+    account = funded_account()
+    halted = funded_account()
+    fresh = validated(account, 3)
+    resumed = validated(account, 1)[0]
+    done = validated(account, 1)[0]
+    services.order_submit_to_venue(order_id=done)
+    on_halted = validated(halted, 1)[0]
+    flatten = validated(halted, 1, reduce_only=True)[0]
+    trading_halt(scope="account", target=halted.code, reason="desk call", actor="test")
+    # an earlier attempt that died after taking the order to pending_submit
+    order = Order.objects.get(pk=resumed)
+    services._order_change(
+        order, event_type="pending_submit", actor="worker", status="pending_submit"
+    )
+
+    batch = services.orders_submit_to_venue_many(
+        order_ids=[*fresh, resumed, done, on_halted, flatten]
+    )
+
+    assert sorted(batch.one_by_one) == sorted([resumed, on_halted])
+    assert batch.sent == 4  # the fresh three and the kill switch's reduce-only order
+    statuses = dict(Order.objects.filter(pk__in=[*fresh, flatten]).values_list("id", "status"))
+    assert set(statuses.values()) == {"filled"}
+    # and the one-order path does the rest: the halted order is refused, the other resumed
+    for order_id in batch.one_by_one:
+        services.order_submit_to_venue(order_id=order_id)
+    assert Order.objects.get(pk=on_halted).status == "rejected"
+    assert RiskEvent.objects.filter(kind="order_refused_halted", order_id=on_halted).exists()
+    assert Order.objects.get(pk=resumed).status == "filled"
+    assert SimOrder.objects.filter(client_order_id=on_halted).count() == 0
+    assert SimOrder.objects.filter(client_order_id__in=[*fresh, resumed, done]).count() == 5
+
+
+def test_an_unknown_outcome_is_asked_about_order_by_order(market, settings):
+    # given a venue that takes the orders, then loses the answer
+    account = funded_account()
+    ids = validated(account, 5)
+    settings.SIM_VENUE = {**settings.SIM_VENUE, "TIMEOUT_RATE": 1}
+    registry.reset()
+    try:
+        batch = services.orders_submit_to_venue_many(order_ids=ids)
+    finally:
+        settings.SIM_VENUE = {**settings.SIM_VENUE, "TIMEOUT_RATE": 0}
+        registry.reset()
+    # then nothing is applied blind: every order is handed back, still pending_submit
+    assert (batch.sent, sorted(batch.one_by_one)) == (0, sorted(ids))
+    assert set(Order.objects.filter(pk__in=ids).values_list("status", flat=True)) == {
+        "pending_submit"
+    }
+    # and the one-order path finds each at the venue instead of placing it again
+    for order_id in batch.one_by_one:
+        services.order_submit_to_venue(order_id=order_id)
+    assert Order.objects.filter(pk__in=ids, status="filled").count() == 5
+    assert SimOrder.objects.filter(client_order_id__in=ids).count() == 5
+
+
+def test_a_failed_venue_call_leaves_the_orders_to_be_asked_about(market, monkeypatch):
+    account = funded_account()
+    ids = validated(account, 3)
+
+    def down(self, tickets):
+        raise VenueTransientError("connection refused")
+
+    monkeypatch.setattr(type(market), "submit_many", down)
+    batch = services.orders_submit_to_venue_many(order_ids=ids)
+    assert (batch.sent, sorted(batch.one_by_one)) == (0, sorted(ids))
+    assert SimOrder.objects.filter(client_order_id__in=ids).count() == 0
+
+
+def reports_for(order: Order, fills: list[tuple[str, str]], start: int) -> list[ExecutionReport]:
+    venue_order_id = f"V-{order.id.hex}"
+    at = timezone.now()
+    reports = [
+        ExecutionReport(
+            venue="sim",
+            kind=ReportKind.ACK,
+            client_order_id=str(order.id),
+            venue_order_id=venue_order_id,
+            at=at,
+        )
+    ]
+    for number, (quantity, price) in enumerate(fills, start=start):
+        reports.append(
+            ExecutionReport(
+                venue="sim",
+                kind=ReportKind.FILL,
+                client_order_id=str(order.id),
+                venue_order_id=venue_order_id,
+                at=at,
+                execution_id=f"{venue_order_id}-{number}",
+                quantity=D(quantity),
+                price=D(price),
+                liquidity="taker",
+            )
+        )
+    return reports
+
+
+def books(account: Account) -> tuple:
+    account.refresh_from_db()
+    positions = sorted(
+        (p.instrument.symbol, p.strategy_id, p.quantity, p.average_price, p.realized_pnl)
+        for p in Position.objects.filter(account=account).select_related("instrument")
+    )
+    return account.cash, account.realized_pnl, account.fills_booked, positions
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_reports_applied_together_book_as_one_by_one(market, seed):
+    # given the same random orders and executions on two accounts (two strategies, two symbols,
+    # reversals, partial fills, several fills per order)
+    generator = random.Random(seed)
+    plan = []
+    for _ in range(25):
+        symbol = generator.choice(["EUR_USD", "GBP_USD"])
+        side = generator.choice(["buy", "sell"])
+        parts = [str(generator.randint(1, 9) * 1000) for _ in range(generator.randint(1, 3))]
+        prices = [f"{generator.uniform(1.0, 1.3):.5f}" for _ in parts]
+        plan.append(
+            (symbol, side, generator.choice(["", "s1"]), list(zip(parts, prices, strict=True)))
+        )
+    together, one_by_one = funded_account(), funded_account()
+    reports = []
+    for symbol, side, strategy_id, fills in plan:
+        total = sum(D(q) for q, _ in fills)
+        a = working_order(together, symbol, side, total, strategy_id=strategy_id)
+        b = working_order(one_by_one, symbol, side, total, strategy_id=strategy_id)
+        reports.extend(reports_for(a, fills, 1))
+        for report in reports_for(b, fills, 1):
+            services.execution_reports_apply(reports=[report])
+    # when one account's reports are applied in one call (a redelivered fill among them)
+    assert services.execution_reports_apply(reports=reports + reports[-1:]) == len(reports)
+    # then both books are the same, to the last decimal
+    assert books(together)[0] != DEPOSIT
+    assert books(together) == books(one_by_one)
+
+
+# --- the intake ---
+
+
+def test_the_batch_intake_costs_the_same_for_10_or_200_orders(api, instruments, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.RISK_ORDERS_PER_MINUTE = 10**6
+    api.post("/api/v1/orders/batch/", batch_of(2, "warm"), format="json")
+    counts = []
+    for size, prefix in ((10, "ten"), (200, "many")):
+        with CaptureQueriesContext(connection) as captured:
+            response = api.post("/api/v1/orders/batch/", batch_of(size, prefix), format="json")
+        assert [r["status"] for r in response.json()["results"]] == [201] * size
+        counts.append(len(captured.captured_queries))
+    assert counts[0] == counts[1], counts
+
+
+def test_an_order_under_limits_sees_the_batch_orders_before_it(api, instruments, settings):
+    # given at most 3 open orders on the account
+    from risk.models import RiskLimit
+
+    settings.RISK_ORDERS_PER_MINUTE = 10**6
+    RiskLimit.objects.create(scope="account", target="ACC-1", rule="max_open_orders", value=3)
+    # when a batch of 5 limit orders resting far from the market arrives
+    orders = [
+        {
+            "account": "ACC-1",
+            "client_order_id": f"lim-{n}",
+            "symbol": "EUR_USD",
+            "side": "buy",
+            "type": "limit",
+            "limit_price": "1.00000",
+            "quantity": "1000",
+        }
+        for n in range(5)
+    ]
+    response = api.post("/api/v1/orders/batch/", {"orders": orders}, format="json")
+    # then the first three are accepted and the rest rejected with the rule's reason
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [201, 201, 201, 422, 422]
+    assert results[3]["error"]["code"] == "risk_rejected"
+    assert Order.objects.filter(status="rejected").count() == 2
+
+
+def test_a_batch_under_a_halt_is_refused_order_by_order(api, instruments, settings):
+    from risk.services import trading_halt
+
+    settings.RISK_ORDERS_PER_MINUTE = 10**6
+    trading_halt(scope="symbol", target="GBP_USD", reason="news", actor="test")
+    orders = batch_of(2, "h")["orders"] + [{**batch_of(1, "g")["orders"][0], "symbol": "GBP_USD"}]
+    response = api.post("/api/v1/orders/batch/", {"orders": orders}, format="json")
+    assert [r["status"] for r in response.json()["results"]] == [201, 201, 423]
+    assert Order.objects.count() == 2
+
+
+def test_the_rate_limit_counts_each_order_of_a_batch(api, instruments, settings):
+    settings.RISK_ORDERS_PER_MINUTE = 3
+    response = api.post("/api/v1/orders/batch/", batch_of(5, "r"), format="json")
+    assert [r["status"] for r in response.json()["results"]] == [201, 201, 201, 429, 429]
+    assert Order.objects.count() == 3
