@@ -1,6 +1,6 @@
 """`make bench`: the stack on PostgreSQL + Redis, driven over HTTP, next to the machine's limits.
 
-    python -m tests.bench [--quick] [--runs N] [--rate R] [--skip-limits]
+    python -m tests.bench [--quick] [--runs N] [--rate R] [--skip-limits] [--growth]
 
 1. Machine limits (tests/bench/limits.py: the ../shared/limits scripts) while nothing else runs.
 2. A fresh `fillmore_bench` database and Redis dbs 7/8, migrate, seed_demo, 200 traders.
@@ -11,6 +11,9 @@
    load sweep, single-order throughput (50 clients), batch intake throughput.
 5. The table (figure, min-max over runs, target of issue 5, machine limit and ratio),
    bench/results.json, bench/results.md, bench/scaling.png (+ docs/performance-scaling.png).
+6. With --growth, then tests/bench/growth.py (1,000,000 orders and 10,000,000 events preloaded
+   into a database of its own; venue matching with 100,000 resting orders): `growth` in
+   bench/results.json. Without it, the last growth figures are kept and said to be.
 
 Everything started is stopped at the end, on Ctrl-C and on SIGTERM; the databases are kept for
 inspection (`psql -h 127.0.0.1 -U postgres fillmore_bench`), process logs are in bench/logs/.
@@ -24,6 +27,7 @@ import os
 import platform
 import signal
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -408,6 +412,12 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--skip-limits", action="store_true", help="do not measure the limits")
     parser.add_argument(
+        "--growth",
+        action="store_true",
+        help="then run the growth bench (python -m tests.bench.growth, --quick with --quick): "
+        "1M orders / 10M events preloaded into a database of its own, ~15 min (quick ~4 min)",
+    )
+    parser.add_argument(
         "--summarize",
         metavar="FILE",
         type=Path,
@@ -531,9 +541,37 @@ def main(argv: list[str]) -> int:
         "queued_tasks_at_stop": queued,
         "notes": notes,
     }
+    results.update(previous_growth())
     results = summarize(results)
     publish(results, progress)
+    if args.growth and not received:
+        growth_argv = ["--quick"] if args.quick else []
+        print(
+            f"\ngrowth: python -m tests.bench.growth {' '.join(growth_argv)}".rstrip(), flush=True
+        )
+        done = subprocess.run([sys.executable, "-m", "tests.bench.growth", *growth_argv], cwd=REPO)
+        if done.returncode != 0:
+            return done.returncode
     return 130 if received else 0
+
+
+def previous_growth() -> dict[str, Any]:
+    """The growth figures of the last bench/results.json, if any: they come from a separate,
+    long run (tests/bench/growth.py), so a bench run without --growth keeps them, saying so."""
+    path = BENCH_DIR / "results.json"
+    try:
+        growth = json.loads(path.read_text()).get("growth")
+    except (OSError, json.JSONDecodeError):
+        return {}
+    if not growth:
+        return {}
+    return {
+        "growth": growth,
+        "growth_note": (
+            f"carried over from the growth run of {growth.get('measured_at')} "
+            f"({growth.get('command')}); not re-measured by this run"
+        ),
+    }
 
 
 def summarize(raw: dict[str, Any]) -> dict[str, Any]:
@@ -557,11 +595,13 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     raw["load"]["capacity_per_s"] = [r.get("capacity_per_s") for r in runs]
     results: dict[str, Any] = {
         **{key: figures[key]["median"] for key in report.HEADLINE},
-        "growth": None,
-        "growth_note": (
-            "not measured yet: the growth figure (submit p99 with 1,000,000 orders and "
-            "10,000,000 events preloaded, venue matching cost with 100,000 resting orders) "
-            "needs a preload this harness does not do"
+        # Measured by tests/bench/growth.py (--growth); a run without it keeps the last one.
+        "growth": raw.get("growth"),
+        "growth_note": raw.get("growth_note")
+        or (
+            "not measured yet: run python -m tests.bench.growth (or make bench ARGS=--growth) "
+            "to preload 1,000,000 orders and 10,000,000 events and measure submit p99 and the "
+            "venue's matching cost with 100,000 resting orders"
         ),
         "limits": limits,
     }

@@ -85,10 +85,46 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
                 ratio,
             ]
         )
-    rows.append(
-        ["growth (1M orders, 10M events)", "not measured yet", "", "<= +10% p99", "?", "-", "-"]
-    )
+    rows.extend(growth_rows(results.get("growth")))
     return rows
+
+
+def growth_rows(growth: dict[str, Any] | None) -> list[list[str]]:
+    """The growth figures (python -m tests.bench.growth) as table rows: submit p99 with the
+    history preloaded against the empty database, and the venue's matching cost per quote."""
+    if not growth:
+        return [
+            ["growth (1M orders, 10M events)", "not measured yet", "", "<= +10% p99", "?", "-", "-"]
+        ]
+    change = growth.get("submit_p99_growth_pct")
+    loaded = f"{growth.get('orders') or 0:,} orders, {growth.get('events') or 0:,} events"
+    return [
+        [
+            "submit_p99_growth_pct",
+            "-" if change is None else f"{change:+.1f}",
+            f"p99 {fmt(growth.get('submit_p99_ms_empty'))} -> "
+            f"{fmt(growth.get('submit_p99_ms_loaded'))} ms",
+            "<= +10",
+            verdict(change, "<=", 10),
+            loaded,
+            "-",
+        ],
+        [
+            "match_ms_per_quote_100k_p50",
+            fmt(growth.get("match_ms_per_quote_100k_p50")),
+            f"p99 {fmt(growth.get('match_ms_per_quote_100k_p99'))}",
+            "reported",
+            "",
+            f"1k resting p50 {fmt(growth.get('match_ms_per_quote_1k_p50'))}",
+            _ratio(
+                growth.get("match_ms_per_quote_100k_p50"), growth.get("match_ms_per_quote_1k_p50")
+            ),
+        ],
+    ]
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    return f"{value / base:.2f}x" if value is not None and base else "-"
 
 
 HEADERS = ["figure", "median", "min - max", "target", "", "machine limit (same run)", "ratio"]
