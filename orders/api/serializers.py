@@ -170,6 +170,53 @@ class OrderOutputSerializer(serializers.ModelSerializer):
     def get_venue_order_id(self, order: Order) -> str | None:
         return order.venue_order_id or None
 
+    def to_representation(self, instance: Order) -> dict[str, Any]:
+        # The declared fields are the contract (and the schema); `order_body` writes the same
+        # body without building them per order (a test holds the two equal).
+        return order_body(instance)
+
+
+_TIME = serializers.DateTimeField()
+
+
+def _time(value: Any) -> str | None:
+    return None if value is None else _TIME.to_representation(value)
+
+
+def order_body(order: Order) -> dict[str, Any]:
+    """An order as OrderOutputSerializer's declared fields describe it, built directly: the
+    order path answers every submission with one, and DRF's field machinery costs more than
+    the database work of a submission on this machine kind (docs/performance.md)."""
+    places = order.instrument.price_places
+    return {
+        "id": str(order.id),
+        "client_order_id": order.client_order_id,
+        "account": order.account.code,
+        "symbol": order.instrument.symbol,
+        "side": order.side,
+        "type": order.type,
+        "time_in_force": order.time_in_force,
+        "quantity": format_quantity(order.quantity),
+        "limit_price": format_price(order.limit_price, places),
+        "stop_price": format_price(order.stop_price, places),
+        "expire_at": _time(order.expire_at),
+        "status": order.status,
+        "filled_quantity": format_quantity(order.filled_quantity),
+        "remaining_quantity": format_quantity(order.remaining_quantity),
+        "average_fill_price": format_price(order.average_fill_price, places),
+        "commission": format_quantity(order.commission),
+        "venue": order.venue,
+        "venue_order_id": order.venue_order_id or None,
+        "parent_id": str(order.parent_id) if order.parent_id is not None else None,
+        "reject_reason": order.reject_reason,
+        "strategy_id": order.strategy_id,
+        "signal_id": order.signal_id,
+        "metadata": order.metadata,
+        "needs_review": order.needs_review,
+        "created_at": _time(order.created_at),
+        "updated_at": _time(order.updated_at),
+    }
+
 
 class FillOutputSerializer(serializers.ModelSerializer):
     order_id = serializers.UUIDField()
@@ -206,6 +253,13 @@ class OrderDetailOutputSerializer(OrderOutputSerializer):
     class Meta(OrderOutputSerializer.Meta):
         fields = [*OrderOutputSerializer.Meta.fields, "fills", "children"]
         read_only_fields = fields
+
+    def to_representation(self, instance: Order) -> dict[str, Any]:
+        return {
+            **order_body(instance),
+            "fills": self.get_fills(instance),
+            "children": self.get_children(instance),
+        }
 
     @extend_schema_field(FillOutputSerializer(many=True))
     def get_fills(self, order: Order) -> list[dict[str, Any]]:
