@@ -51,12 +51,38 @@ class SimOrder(models.Model):
 
     class Meta:
         verbose_name = "simulated venue order"
+        # A quote step reads only the working orders it can act on (venue._may_act_on): each
+        # arm of that filter is a range on one of these partial indexes, which PostgreSQL
+        # combines (BitmapOr), so a step reads what the quote crosses, not the symbol's book.
         indexes = [
             models.Index(
                 fields=["symbol", "id"],
                 name="simorder_working",
                 condition=Q(status="working"),
-            )
+            ),
+            # resting limits and triggered stop-limits: buy limit >= ask, sell limit <= bid
+            models.Index(
+                fields=["symbol", "side", "limit_price"],
+                name="simorder_working_limit",
+                condition=Q(status="working", limit_price__isnull=False),
+            ),
+            # stops not yet triggered: buy stop <= ask, sell stop >= bid
+            models.Index(
+                fields=["symbol", "side", "stop_price"],
+                name="simorder_working_stop",
+                condition=Q(status="working", stop_price__isnull=False, triggered=False),
+            ),
+            # orders that take any price: market orders, triggered stops
+            models.Index(
+                fields=["symbol"],
+                name="simorder_working_at_market",
+                condition=Q(status="working") & (Q(type="market") | Q(type="stop", triggered=True)),
+            ),
+            models.Index(
+                fields=["symbol", "expire_at"],
+                name="simorder_working_expire_at",
+                condition=Q(status="working", expire_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

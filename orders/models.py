@@ -176,6 +176,24 @@ class Order(models.Model):
             models.Index(fields=["-created_at"], name="order_created"),
             models.Index(fields=["status", "updated_at"], name="order_status_updated"),
             models.Index(fields=["venue", "venue_order_id"], name="order_venue_order_id"),
+            # GET /orders/?status=... of one account, newest first (NewestFirst pagination).
+            models.Index(
+                fields=["account", "status", "-created_at"], name="order_account_status_created"
+            ),
+            # Partial indexes over the few open orders: the risk snapshot's open-order totals
+            # (per account), and the expiry sweep. The condition is a literal, sorted list so
+            # that the migration is stable; the planner proves a query's `status IN (...)`
+            # implies it whatever the order of the query's list.
+            models.Index(
+                fields=["account", "instrument"],
+                condition=Q(status__in=sorted(OPEN)),
+                name="order_open_account_instrument",
+            ),
+            models.Index(
+                fields=["expire_at"],
+                condition=Q(status__in=sorted(OPEN), expire_at__isnull=False),
+                name="order_open_expire_at",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -231,6 +249,8 @@ class Fill(models.Model):
             models.Index(fields=["account", "-executed_at"], name="fill_account_executed"),
             models.Index(fields=["order", "executed_at"], name="fill_order_executed"),
             models.Index(fields=["account", "booked_seq"], name="fill_account_booked"),
+            # GET /fills/ for users who read every account, newest first (NewestFillFirst).
+            models.Index(fields=["-executed_at", "-id"], name="fill_executed"),
         ]
 
     def __str__(self) -> str:

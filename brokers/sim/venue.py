@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -370,12 +370,7 @@ class SimulatedVenue:
         row.at = timezone.now()
         row.save()
         now = row.at
-        working = list(
-            SimOrder.objects.select_for_update()
-            .filter(symbol=row.symbol, status="working")
-            .filter(_may_act_on(bid=row.bid, ask=row.ask, now=now))
-            .order_by("id")
-        )
+        working = _working_orders_to_act_on(symbol=row.symbol, bid=row.bid, ask=row.ask, now=now)
         for order in working:
             if order.expire_at is not None and order.expire_at <= now:
                 order.status = "expired"
@@ -623,18 +618,70 @@ class SimulatedVenue:
         )
 
 
+def _may_act_on_arms(*, bid: Decimal, ask: Decimal, now: Any) -> list[Q]:
+    """The arms of _may_act_on, each a range on one partial index of SimOrder (see its Meta):
+    a buy limit (or triggered buy stop-limit) fills when ask <= limit, a buy stop triggers when
+    ask >= stop (sells mirrored), market orders and triggered stops take any price, and
+    expiries are due at `now`."""
+    limit_or_triggered_stop_limit = Q(type="limit") | Q(type="stop_limit", triggered=True)
+    stop_or_stop_limit = ["stop", "stop_limit"]
+    return [
+        Q(side="buy", limit_price__gte=ask) & limit_or_triggered_stop_limit,
+        Q(side="sell", limit_price__lte=bid) & limit_or_triggered_stop_limit,
+        Q(side="buy", triggered=False, stop_price__lte=ask, type__in=stop_or_stop_limit),
+        Q(side="sell", triggered=False, stop_price__gte=bid, type__in=stop_or_stop_limit),
+        Q(type="market") | Q(type="stop", triggered=True),
+        Q(expire_at__lte=now),
+    ]
+
+
 def _may_act_on(*, bid: Decimal, ask: Decimal, now: Any) -> Q:
     """The working orders a quote can fill, trigger or expire; the rest are not even read, so
-    a step costs what it matches, not the size of the book. Mirrors engine.match: a resting
-    buy limit fills when ask <= limit, a buy stop triggers when ask >= stop (sells mirrored)."""
+    a step costs what it matches, not the size of the book. Mirrors engine.match."""
+    condition = Q()
+    for arm in _may_act_on_arms(bid=bid, ask=ask, now=now):
+        condition |= arm
+    return condition
+
+
+def _working_ids_to_act_on(
+    *, symbol: str, bid: Decimal, ask: Decimal, now: Any
+) -> QuerySet[SimOrder, int]:
+    """The ids of the symbol's working orders that _may_act_on selects (an order that
+    matches two arms comes twice): a UNION ALL of one SELECT per arm, each a range on its own
+    partial index of SimOrder."""
+    working = SimOrder.objects.filter(symbol=symbol, status="working")
+    arms = [
+        working.filter(arm).values_list("id", flat=True)
+        for arm in _may_act_on_arms(bid=bid, ask=ask, now=now)
+    ]
+    return arms[0].union(*arms[1:], all=True)
+
+
+def _working_orders_to_act_on(
+    *, symbol: str, bid: Decimal, ask: Decimal, now: Any
+) -> list[SimOrder]:
+    """The symbol's working orders that _may_act_on selects, locked, in id order.
+
+    Two statements, because one cannot be planned reliably: with the arms ORed in one WHERE,
+    the planner takes side and price as independent (buy limits at or above the ask look like
+    a quarter of the book, where there are a handful) and may read every working order of the
+    symbol. The ids come from _working_ids_to_act_on, then the rows are locked by primary key
+    in id order with the whole filter checked again on the locked rows: the rows a single
+    SELECT ... FOR UPDATE with _may_act_on would have locked."""
+    ids = set(_working_ids_to_act_on(symbol=symbol, bid=bid, ask=ask, now=now))
+    if not ids:
+        return []
+    return list(_working_orders_for_update(ids=ids, symbol=symbol, bid=bid, ask=ask, now=now))
+
+
+def _working_orders_for_update(
+    *, ids: Collection[int], symbol: str, bid: Decimal, ask: Decimal, now: Any
+) -> QuerySet[SimOrder]:
+    """Of the orders `ids`, those _may_act_on still selects, locked in id order."""
     return (
-        Q(type="market")
-        | Q(side="buy", type="limit", limit_price__gte=ask)
-        | Q(side="sell", type="limit", limit_price__lte=bid)
-        | Q(side="buy", type__in=["stop", "stop_limit"], triggered=False, stop_price__lte=ask)
-        | Q(side="sell", type__in=["stop", "stop_limit"], triggered=False, stop_price__gte=bid)
-        | Q(type="stop", triggered=True)
-        | Q(side="buy", type="stop_limit", triggered=True, limit_price__gte=ask)
-        | Q(side="sell", type="stop_limit", triggered=True, limit_price__lte=bid)
-        | Q(expire_at__lte=now)
+        SimOrder.objects.select_for_update()
+        .filter(id__in=sorted(ids), symbol=symbol, status="working")
+        .filter(_may_act_on(bid=bid, ask=ask, now=now))
+        .order_by("id")
     )

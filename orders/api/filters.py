@@ -5,7 +5,10 @@ from ..states import OPEN, OrderStatus
 
 
 class OrderFilter(filters.FilterSet):
-    status = filters.MultipleChoiceFilter(choices=OrderStatus.choices)
+    # distinct=False: status is a column of the order, so no row can repeat, and a DISTINCT
+    # over every selected column makes PostgreSQL aggregate all of the account's orders of
+    # that status before it can take the first page (docs/performance.md, Growth).
+    status = filters.MultipleChoiceFilter(choices=OrderStatus.choices, distinct=False)
     open = filters.BooleanFilter(method="filter_open")
     symbol = filters.CharFilter(field_name="instrument__symbol")
     side = filters.CharFilter()

@@ -956,6 +956,14 @@ def explain_all(token: str) -> dict[str, dict[str, Any]]:
         "fill_list": explain_sql(
             "fill_list", captured_select("/api/v1/fills/", token, "orders_fill")
         ),
+        # GET /api/v1/fills/ for compliance, risk and superusers (every account): the page
+        # query of orders.selectors.fills_visible_to in NewestFillFirst's order
+        "fill_list_all_accounts": explain_queryset(
+            "fill_list_all_accounts",
+            Fill.objects.select_related("instrument", "account", "order").order_by(
+                "-executed_at", "-id"
+            )[:51],
+        ),
     }
     return plans
 
@@ -974,7 +982,7 @@ def match_cost(*, resting: int, steps: int, warmup: int = 5) -> dict[str, Any]:
 
     from brokers.models import SimOrder, SimReport
     from brokers.registry import venue_for
-    from brokers.sim.venue import _may_act_on
+    from brokers.sim.venue import _working_ids_to_act_on, _working_orders_for_update
 
     venue = venue_for("sim")
     with connection.cursor() as cursor:
@@ -1020,16 +1028,42 @@ def match_cost(*, resting: int, steps: int, warmup: int = 5) -> dict[str, Any]:
             elapsed = (time.perf_counter_ns() - started) / 1e6
             if i >= warmup:
                 per_symbol[symbol].append(elapsed)
-    # The matching query as _set_quote runs it, on the book as it is now.
+    # The matching queries as _set_quote runs them (the ids, one SELECT per arm of _may_act_on,
+    # then the lock by id): on the book as it is now, and for a quote whose ask crosses the
+    # 20 best buy limits (the lock statement only runs when something crosses).
     from brokers.models import SimQuote
 
     row = SimQuote.objects.get(symbol=MATCH_SYMBOLS[0])
+    now_at = timezone.now()
     plan = explain_queryset(
         "match_working_orders",
-        SimOrder.objects.select_for_update()
-        .filter(symbol=row.symbol, status="working")
-        .filter(_may_act_on(bid=row.bid, ask=row.ask, now=timezone.now()))
-        .order_by("id"),
+        _working_ids_to_act_on(symbol=row.symbol, bid=row.bid, ask=row.ask, now=now_at),
+    )
+    best_buys = list(
+        SimOrder.objects.filter(symbol=row.symbol, status="working", side="buy", type="limit")
+        .order_by("-limit_price")
+        .values_list("limit_price", flat=True)[:20]
+    )
+    crossing_ask = best_buys[-1]
+    crossing_bid = crossing_ask - (row.ask - row.bid)
+    crossing: dict[str, Any] = {
+        "symbol": row.symbol,
+        "bid": str(crossing_bid),
+        "ask": str(crossing_ask),
+    }
+    crossing_ids = _working_ids_to_act_on(
+        symbol=row.symbol, bid=crossing_bid, ask=crossing_ask, now=now_at
+    )
+    crossing["ids"] = explain_queryset("match_crossing_ids", crossing_ids)
+    crossing["lock"] = explain_queryset(
+        "match_crossing_lock",
+        _working_orders_for_update(
+            ids=set(crossing_ids),
+            symbol=row.symbol,
+            bid=crossing_bid,
+            ask=crossing_ask,
+            now=now_at,
+        ),
     )
     every = [s for samples in per_symbol.values() for s in samples]
     return {
@@ -1041,6 +1075,7 @@ def match_cost(*, resting: int, steps: int, warmup: int = 5) -> dict[str, Any]:
         "fills": SimReport.objects.filter(kind="fill").count(),
         "still_working": SimOrder.objects.filter(status="working").count(),
         "explain": plan,
+        "explain_crossing": crossing,
     }
 
 
@@ -1092,6 +1127,9 @@ def figures(raw: dict[str, Any]) -> dict[str, Any]:
         for name, plan in raw["explain"].items()
     }
     explain["match_working_orders_big"] = {k: v for k, v in m100k["explain"].items() if k != "text"}
+    for part in ("ids", "lock"):
+        plan = m100k["explain_crossing"][part]
+        explain[f"match_crossing_{part}_big"] = {k: v for k, v in plan.items() if k != "text"}
     return {
         "orders": load.get("orders", raw.get("orders")),
         "events": load.get("events", raw.get("events")),
@@ -1143,12 +1181,17 @@ def figures(raw: dict[str, Any]) -> dict[str, Any]:
             "api_empty": raw.get("api_empty"),
             "api_loaded": api_loaded,
             "preload": load,
-            "match_1k": {k: v for k, v in m1k.items() if k != "explain"},
-            "match_100k": {k: v for k, v in m100k.items() if k != "explain"},
+            "match_1k": {k: v for k, v in m1k.items() if not k.startswith("explain")},
+            "match_100k": {k: v for k, v in m100k.items() if not k.startswith("explain")},
+            "match_crossing_quote_100k": {
+                k: v for k, v in m100k["explain_crossing"].items() if k not in ("ids", "lock")
+            },
             "explain_text": {name: plan["text"] for name, plan in raw["explain"].items()}
             | {
                 "match_working_orders_small": m1k["explain"]["text"],
                 "match_working_orders_big": m100k["explain"]["text"],
+                "match_crossing_ids_big": m100k["explain_crossing"]["ids"]["text"],
+                "match_crossing_lock_big": m100k["explain_crossing"]["lock"]["text"],
             },
         },
     }

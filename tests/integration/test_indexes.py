@@ -1,0 +1,218 @@
+"""The indexes of the growth findings (docs/performance.md, Growth) and the query shapes that
+use them: the quote step's two-statement matching query, the list pages' account filter, and
+on PostgreSQL, that each partial index's condition is implied by the query it is for (a
+partial index whose condition the planner cannot prove is silently never used)."""
+
+from datetime import timedelta
+from decimal import Decimal
+from itertools import product
+
+import pytest
+from django.db import connection
+from django.db.models import Count, Sum
+from django.utils import timezone
+
+from brokers.models import SimOrder
+from brokers.registry import venue_for
+from brokers.sim.venue import _may_act_on, _working_ids_to_act_on, _working_orders_to_act_on
+from orders import services
+from orders.models import Order
+from orders.states import OPEN, OrderStatus
+from tests.conftest import client_for, make_trader
+from tests.helpers import submit
+
+pytestmark = pytest.mark.django_db
+
+D = Decimal
+
+
+@pytest.fixture
+def sim_book():
+    """Working and finished orders of every type, side and trigger state on two symbols, at
+    prices around EUR_USD 1.08490 / 1.08500, some due to expire, some not."""
+    now = timezone.now()
+    prices = [D("1.08480"), D("1.08490"), D("1.08495"), D("1.08500"), D("1.08510")]
+    n = 0
+    for symbol, status, side, order_type, price, triggered, expire_at in product(
+        ["EUR_USD", "GBP_USD"],
+        ["working", "filled"],
+        ["buy", "sell"],
+        ["market", "limit", "stop", "stop_limit"],
+        prices,
+        [False, True],
+        [None, now - timedelta(minutes=1), now + timedelta(hours=1)],
+    ):
+        if order_type in ("market", "limit") and triggered:
+            continue
+        n += 1
+        SimOrder.objects.create(
+            client_order_id=f"book-{n}",
+            symbol=symbol,
+            side=side,
+            type=order_type,
+            time_in_force="gtd" if expire_at else "gtc",
+            quantity=D("1000"),
+            triggered=triggered,
+            status=status,
+            expire_at=expire_at,
+            limit_price=price if order_type in ("limit", "stop_limit") else None,
+            stop_price=price if order_type in ("stop", "stop_limit") else None,
+        )
+    return now
+
+
+@pytest.mark.parametrize(
+    ("bid", "ask"),
+    [
+        ("1.08490", "1.08500"),
+        ("1.08470", "1.08475"),
+        ("1.08520", "1.08530"),
+        ("1.08495", "1.08495"),
+    ],
+)
+def test_the_quote_step_locks_exactly_the_orders_the_single_filter_selects(sim_book, bid, ask):
+    # given a book of every kind of order on two symbols, and a quote
+    now = sim_book
+    single = list(
+        SimOrder.objects.filter(symbol="EUR_USD", status="working")
+        .filter(_may_act_on(bid=D(bid), ask=D(ask), now=now))
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    # when the step reads the orders it can act on (one SELECT per arm, then the lock by id)
+    locked = _working_orders_to_act_on(symbol="EUR_USD", bid=D(bid), ask=D(ask), now=now)
+    # then they are exactly those of the single WHERE, in id order, and none is missing
+    # from the per-arm ids
+    assert [order.id for order in locked] == single
+    assert set(single) <= set(
+        _working_ids_to_act_on(symbol="EUR_USD", bid=D(bid), ask=D(ask), now=now)
+    )
+    assert single  # the quotes above cross something: the comparison is not vacuous
+
+
+def test_lists_show_the_orders_and_fills_of_every_account_granted_and_no_other(
+    instruments, settings
+):
+    # given alice with two accounts and bob with one, each with a filled AAPL market order
+    settings.COMMISSIONS = {}
+    alice = make_trader("alice", "ACC-1", "ACC-3")
+    bob = make_trader("bob", "ACC-2")
+    venue_for("sim").set_quote(
+        "AAPL", bid=D("189.99"), ask=D("190.00"), bid_size=D("5000"), ask_size=D("5000")
+    )
+    placed = {}
+    for user, account in ((alice, "ACC-1"), (alice, "ACC-3"), (bob, "ACC-2")):
+        response = client_for(user).post(
+            "/api/v1/orders/",
+            {
+                "account": account,
+                "client_order_id": f"market-{account}",
+                "symbol": "AAPL",
+                "side": "buy",
+                "type": "market",
+                "quantity": "10",
+                "time_in_force": "ioc",
+            },
+            format="json",
+        )
+        assert response.status_code == 201, response.content
+        services.order_submit_to_venue(order_id=response.json()["id"])
+        placed[account] = response.json()["id"]
+    # when each lists orders and fills
+    alice_api, bob_api = client_for(alice), client_for(bob)
+    alice_orders = alice_api.get("/api/v1/orders/?status=filled").json()["results"]
+    alice_fills = alice_api.get("/api/v1/fills/").json()["results"]
+    bob_orders = bob_api.get("/api/v1/orders/").json()["results"]
+    bob_fills = bob_api.get("/api/v1/fills/").json()["results"]
+    # then each sees the orders and fills of his own accounts, newest first
+    assert [o["id"] for o in alice_orders] == [placed["ACC-3"], placed["ACC-1"]]
+    assert sorted(f["order_id"] for f in alice_fills) == sorted([placed["ACC-1"], placed["ACC-3"]])
+    assert [o["id"] for o in bob_orders] == [placed["ACC-2"]]
+    assert [f["order_id"] for f in bob_fills] == [placed["ACC-2"]]
+
+
+def test_a_user_without_accounts_sees_no_orders_or_fills(api):
+    # given an order of alice's, and carol who was granted no account
+    submit(api)
+    carol = client_for(make_trader("carol"))
+    # when carol lists orders and fills
+    # then both lists are empty
+    assert carol.get("/api/v1/orders/").json()["results"] == []
+    assert carol.get("/api/v1/fills/").json()["results"] == []
+
+
+# --- PostgreSQL: the partial indexes are usable by their queries -------------------------------
+
+
+def _plan_with_only(index: str, table: str, queryset) -> str:
+    """EXPLAIN of `queryset` with every other index of `table` but its primary key dropped (in
+    the test's transaction: rolled back) and sequential scans disabled: the plan names `index`
+    only if the planner can prove the query implies the index's condition."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT i.indexrelid::regclass::text, c.conname FROM pg_index i "
+            "LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid "
+            "WHERE i.indrelid = %s::regclass AND NOT i.indisprimary",
+            [table],
+        )
+        others = [(name, constraint) for name, constraint in cursor.fetchall() if name != index]
+        for name, constraint in others:
+            if constraint:
+                cursor.execute(f'ALTER TABLE "{table}" DROP CONSTRAINT "{constraint}"')
+            else:
+                cursor.execute(f'DROP INDEX "{name}"')
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        try:
+            return queryset.explain()
+        finally:
+            cursor.execute("SET LOCAL enable_seqscan = on")
+
+
+@pytest.mark.postgres
+def test_open_order_totals_can_use_the_open_orders_index(trader):
+    # given the risk snapshot's query, as risk.selectors.open_order_totals builds it
+    account = trader.trading_accounts.get()
+    query = (
+        Order.objects.filter(account=account, status__in=list(OPEN))
+        .values("instrument__symbol", "side")
+        .annotate(remaining=Sum("remaining_quantity"), n=Count("id"))
+    )
+    # when it is planned with only the partial index to choose from
+    plan = _plan_with_only("order_open_account_instrument", "orders_order", query)
+    # then the partial index serves it
+    assert "order_open_account_instrument" in plan, plan
+
+
+@pytest.mark.postgres
+def test_the_expiry_sweep_can_use_the_open_expiry_index(db):
+    # given the expiry query, as orders.services.orders_expire builds it
+    query = (
+        Order.objects.filter(status__in=OPEN, expire_at__lte=timezone.now())
+        .exclude(status=OrderStatus.PENDING_CANCEL)
+        .values_list("pk", flat=True)[:1000]
+    )
+    # when it is planned with only the partial index to choose from
+    plan = _plan_with_only("order_open_expire_at", "orders_order", query)
+    # then the partial index serves it
+    assert "order_open_expire_at" in plan, plan
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "index",
+    [
+        "simorder_working_limit",
+        "simorder_working_stop",
+        "simorder_working_at_market",
+        "simorder_working_expire_at",
+    ],
+)
+def test_each_arm_of_the_quote_step_has_its_partial_index(db, index):
+    # given the per-arm SELECTs of a quote step
+    query = _working_ids_to_act_on(
+        symbol="EUR_USD", bid=D("1.08490"), ask=D("1.08500"), now=timezone.now()
+    )
+    # when they are planned with only one of the partial indexes to choose from
+    plan = _plan_with_only(index, "brokers_simorder", query)
+    # then that index serves its arm(s)
+    assert index in plan, plan
