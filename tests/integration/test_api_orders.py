@@ -95,7 +95,9 @@ def test_the_task_is_published_only_after_commit(
     api, django_capture_on_commit_callbacks, monkeypatch
 ):
     published = []
-    monkeypatch.setattr("orders.outbox.publish", lambda messages: published.extend(messages))
+    monkeypatch.setattr(
+        "orders.outbox.publish", lambda messages, mark=True: published.extend(messages)
+    )
     # when
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         submit(api)

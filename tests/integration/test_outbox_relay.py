@@ -1,0 +1,62 @@
+"""The outbox relay and submissions: the publish after commit marks a submission's row in
+Redis only; the relay marks it in the database without publishing again, and publishes only
+rows that were never sent and whose orders still wait."""
+
+import pytest
+from django.core.cache import cache
+
+from orders import outbox, services
+from orders.models import OutboxMessage
+from tests.helpers import submit
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    published = []
+
+    def send(task, kwargs, producer=None):
+        if task in outbox.SUBMISSIONS:
+            published.append((task, kwargs))
+
+    monkeypatch.setattr(outbox, "_send", send)
+    return published
+
+
+def row_of(order_id: str) -> OutboxMessage:
+    return OutboxMessage.objects.get(task="orders.submit", kwargs__order_id=order_id)
+
+
+def test_a_sent_submission_is_marked_by_the_relay_without_a_second_publish(api, sent):
+    order_id = submit(api, client_order_id="r1")["id"]
+    assert len(sent) == 1
+    assert row_of(order_id).published_at is None  # no UPDATE on the request path
+    assert outbox.relay(older_than_seconds=0) == 0
+    assert len(sent) == 1
+    assert row_of(order_id).published_at is not None
+
+
+def test_without_its_mark_a_submission_already_sent_is_not_published_again(api, sent):
+    order_id = submit(api, client_order_id="r2")["id"]
+    cache.delete(outbox._sent_key(row_of(order_id).pk))
+    services.order_submit_to_venue(order_id=order_id)  # a worker took it
+    assert outbox.relay(older_than_seconds=0) == 0
+    assert len(sent) == 1
+    assert row_of(order_id).published_at is not None
+
+
+def test_an_unsent_submission_is_published_once(api, sent, monkeypatch):
+    def unreachable(*args, **kwargs):
+        from kombu.exceptions import OperationalError
+
+        raise OperationalError("Connection refused")
+
+    with monkeypatch.context() as broken:
+        broken.setattr(outbox, "_send", unreachable)
+        order_id = submit(api, client_order_id="r3")["id"]
+    assert sent == []
+    assert outbox.relay(older_than_seconds=0) == 1
+    assert outbox.relay(older_than_seconds=0) == 0
+    assert [kwargs["order_id"] for _, kwargs in sent] == [order_id]
+    assert row_of(order_id).published_at is not None
