@@ -914,6 +914,12 @@ def orders_submit_to_venue_many(
     return BatchSubmission(sent=sent, one_by_one=one_by_one)
 
 
+def order_awaits_submission(order_id: UUID | str) -> bool:
+    """Whether a submit task still has anything to do (one read, no lock): under load most
+    `orders.submit` tasks find their order taken along by an earlier task."""
+    return Order.objects.filter(pk=order_id, status__in=[S.VALIDATED, S.PENDING_SUBMIT]).exists()
+
+
 def _backlog_for_update(*, exclude: Sequence[UUID | str], limit: int) -> list[Order]:
     cutoff = timezone.now() - timedelta(seconds=BACKLOG_AGE_SECONDS)
     return list(
@@ -1168,9 +1174,9 @@ class _ReportsApplying:
             Fill.objects.bulk_create(self.fills, batch_size=1000)
         self.writes.flush()
         # Circuit breakers look at the books as soon as these fills are committed (at most one
-        # evaluation per account in flight per second: a burst of fills needs one look).
-        for account_code in sorted(self.accounts_filled):
-            transaction.on_commit(lambda code=account_code: _breakers_kick(code))
+        # evaluation a second: a burst of fills needs one look).
+        if self.accounts_filled:
+            transaction.on_commit(_breakers_kick)
 
 
 def _report_apply(order: Order, report: ExecutionReport, applying: _ReportsApplying) -> int:
@@ -1229,16 +1235,22 @@ def _report_apply(order: Order, report: ExecutionReport, applying: _ReportsApply
     return 1
 
 
-def _breakers_kick(account_code: str) -> None:
+BREAKER_KICK_KEY = "breakers:kick"
+
+
+def _breakers_kick() -> None:
+    """Ask for one evaluation of every armed circuit breaker, at most one a second whatever
+    the number of accounts filling (beat evaluates them every few seconds as well): under load
+    a kick per account and fill would cost the workers more than the fills."""
     from django.core.cache import cache
 
     try:
-        first = cache.add(f"breakers:kick:{account_code}", 1, timeout=1)
+        first = cache.add(BREAKER_KICK_KEY, 1, timeout=1)
     except Exception:  # Redis away: publish anyway; beat evaluates every few seconds too
         logger.warning("breaker kick throttle unavailable", exc_info=True)
         first = True
     if first:
-        outbox.publish_now("risk.evaluate_breakers", account=account_code)
+        outbox.publish_now("risk.evaluate_breakers")
 
 
 def _cancel_requested_for_expiry(order: Order) -> bool:

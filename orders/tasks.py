@@ -79,6 +79,9 @@ def order_submit_task(order_id: str, correlation_id: str = "") -> None:
     """Send one order, and the orders queued behind it (the batch path: a lone order goes
     alone, at once; under load one task sends many, and their own tasks find them sent)."""
 
+    if not services.order_awaits_submission(order_id):
+        return  # sent already: taken along by another task (or a duplicate delivery)
+
     def send() -> None:
         batch = services.orders_submit_to_venue_many(
             order_ids=[order_id], correlation_id=correlation_id, backlog=SUBMIT_BACKLOG

@@ -286,3 +286,21 @@ def test_the_rate_limit_counts_each_order_of_a_batch(api, instruments, settings)
     response = api.post("/api/v1/orders/batch/", batch_of(5, "r"), format="json")
     assert [r["status"] for r in response.json()["results"]] == [201, 201, 201, 429, 429]
     assert Order.objects.count() == 3
+
+
+def test_a_submit_task_takes_the_orders_queued_behind_it_along(market):
+    import time
+
+    from orders.tasks import order_submit_task
+
+    account = funded_account()
+    queued = validated(account, 3)
+    time.sleep(services.BACKLOG_AGE_SECONDS * 2)
+    own = validated(account, 1)[0]
+    order_submit_task(order_id=own)
+    assert Order.objects.filter(pk__in=[*queued, own], status="filled").count() == 4
+    # and the tasks of the orders taken along find them sent, at the cost of one read
+    with CaptureQueriesContext(connection) as captured:
+        order_submit_task(order_id=queued[0])
+    assert len(captured.captured_queries) == 1
+    assert SimOrder.objects.filter(client_order_id__in=[*queued, own]).count() == 4

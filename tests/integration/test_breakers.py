@@ -268,7 +268,7 @@ def test_a_burst_of_fills_asks_for_one_breaker_evaluation(monkeypatch):
     monkeypatch.setattr(
         "orders.outbox.publish_now", lambda task, **kw: published.append((task, kw))
     )
-    cache.delete("breakers:kick:ACC-9")
+    cache.delete(order_services.BREAKER_KICK_KEY)
     for _ in range(5):
-        order_services._breakers_kick("ACC-9")
-    assert published == [("risk.evaluate_breakers", {"account": "ACC-9"})]
+        order_services._breakers_kick()
+    assert published == [("risk.evaluate_breakers", {})]
