@@ -67,3 +67,15 @@ class ProvisioningError(ApplicationError):
 
     code = "invalid_request"
     http_status = 400
+
+
+class IntakeBusy(ApplicationError):
+    """More accepted orders wait for a worker than the intake lets pile up: new orders are
+    refused (503, nothing stored) until the workers catch up."""
+
+    code = "service_busy"
+    http_status = 503
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, extra={"retry_after": retry_after})
+        self.retry_after = retry_after

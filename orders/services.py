@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from . import actors, books, outbox
 from .exceptions import (
     ApplicationError,
     DuplicateClientOrderId,
+    IntakeBusy,
     InvalidTransition,
     OrderValidationError,
 )
@@ -259,6 +261,8 @@ def order_submit(
 
     now = timezone.now()
     gate = _gate_request(account, terms, instrument_by_symbol(terms.symbol), now, reduce_only)
+    if not reduce_only:
+        _intake_open()
     if not (reduce_only or _rate_counted):
         risk_services.order_rate_limit(
             user=user, account=account, actor=actor, correlation_id=correlation_id
@@ -454,6 +458,11 @@ def orders_submit_many(
         )
     }
     context = risk_services.GateContext.read()
+    try:
+        _intake_open()
+        busy: IntakeBusy | None = None
+    except IntakeBusy as error:
+        busy = error
     pending: list[tuple[int, SubmitRequest, Order]] = []
     in_batch: dict[tuple[int, str], Order] = {}
 
@@ -513,6 +522,8 @@ def orders_submit_many(
                 continue
             now = timezone.now()
             gate = _gate_request(account, terms, instruments.get(terms.symbol), now, False)
+            if busy is not None:
+                raise busy
             risk_services.order_rate_limit(
                 user=user,
                 account=account,
@@ -546,6 +557,30 @@ def orders_submit_many(
         answers[index] = SubmitResult(order=order, created=True)
     store_pending()
     return [answer for answer in answers if answer is not None]
+
+
+_backlog_seen: tuple[float, int] = (float("-inf"), 0)
+
+
+def _intake_open() -> None:
+    """Backpressure: raises IntakeBusy while ORDERS_INTAKE_MAX_BACKLOG accepted orders wait
+    for a worker (`validated`). Counted at most every ORDERS_INTAKE_BACKLOG_CHECK_SECONDS per
+    process, and never past the limit (an index range of at most limit + 1 entries)."""
+    global _backlog_seen
+    limit = settings.ORDERS_INTAKE_MAX_BACKLOG
+    if limit <= 0:
+        return
+    at, waiting = _backlog_seen
+    now = time.monotonic()
+    if now - at >= settings.ORDERS_INTAKE_BACKLOG_CHECK_SECONDS:
+        waiting = Order.objects.filter(status=S.VALIDATED).values("pk")[: limit + 1].count()
+        _backlog_seen = (now, waiting)
+    if waiting >= limit:
+        raise IntakeBusy(
+            f"{waiting if waiting <= limit else f'more than {limit}'} orders are waiting for a"
+            " worker: new orders are refused until they are sent; retry shortly",
+            retry_after=1,
+        )
 
 
 # Orders per `orders.submit_batch` task from the batch intake: a worker sends them in one

@@ -214,6 +214,11 @@ SPECTACULAR_SETTINGS = {
 ORDERS_DAY_CUTOFF_UTC = env.str("ORDERS_DAY_CUTOFF_UTC", default="22:00")
 # An order left in validated / pending_submit / pending_cancel this long is re-dispatched.
 ORDERS_STUCK_AFTER_SECONDS = env.float("ORDERS_STUCK_AFTER_SECONDS", default=5.0)
+# Backpressure (docs/order-path.md): new orders are refused with 503 service_busy while this
+# many accepted orders wait for a worker (0: never); each process looks at most every
+# ORDERS_INTAKE_BACKLOG_CHECK_SECONDS.
+ORDERS_INTAKE_MAX_BACKLOG = env.int("ORDERS_INTAKE_MAX_BACKLOG", default=5000)
+ORDERS_INTAKE_BACKLOG_CHECK_SECONDS = env.float("ORDERS_INTAKE_BACKLOG_CHECK_SECONDS", default=0.5)
 # Redeliveries of one step for one order before it is parked for review (RELIABILITY.md #3).
 ORDERS_MAX_DELIVERIES = env.int("ORDERS_MAX_DELIVERIES", default=8)
 ORDERS_BATCH_MAX = 1000

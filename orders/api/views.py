@@ -145,7 +145,7 @@ class OrderListCreateView(generics.ListAPIView):
     def post(self, request: Request) -> Response:
         code, body = _submit_one(request, request.data)
         response = Response(body, status=code)
-        retry_after = body.get("error", {}).get("retry_after") if code == 429 else None
+        retry_after = body.get("error", {}).get("retry_after") if code in (429, 503) else None
         if retry_after is not None:
             response["Retry-After"] = str(retry_after)
         return response

@@ -184,7 +184,9 @@ class Stack:
             "database": self.database_url,
             "redis": f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB} (broker db {BROKER_DB})",
             "DEBUG": self.env.get("DEBUG", ""),
-            "CONN_MAX_AGE": self.env.get("CONN_MAX_AGE", "default (web: pool of 8 per process, workers 60)"),
+            "CONN_MAX_AGE": self.env.get(
+                "CONN_MAX_AGE", "default (web: pool of 8 per process, workers 60)"
+            ),
             "web_db_pool": ", ".join(f"{k}={v}" for k, v in self.web_env().items()),
             "RISK_ORDERS_PER_MINUTE": self.env.get("RISK_ORDERS_PER_MINUTE", ""),
             "risk_limits": "none configured",
