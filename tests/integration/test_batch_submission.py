@@ -228,6 +228,7 @@ def test_reports_applied_together_book_as_one_by_one(market, seed):
 # --- the intake ---
 
 
+@pytest.mark.postgres  # SQLite splits a bulk INSERT by its limit on bound parameters
 def test_the_batch_intake_costs_the_same_for_10_or_200_orders(api, instruments, settings):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
