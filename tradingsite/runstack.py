@@ -160,7 +160,7 @@ def child_commands(port: int, sqlite: bool) -> list[Child]:
         Child(
             "web",
             [py, "-m", "uvicorn", "tradingsite.asgi:application",
-             "--host", "127.0.0.1", "--port", str(port)],
+             "--host", "127.0.0.1", "--port", str(port), "--timeout-keep-alive", "75"],
         ),
         Child(
             "worker",

@@ -295,7 +295,7 @@ class Stack:
         py = sys.executable
         return [
             Proc("web", [py, "-m", "gunicorn", "tradingsite.asgi:application",
-                         "-k", "uvicorn.workers.UvicornWorker", "-w", "2",
+                         "-k", "uvicorn.workers.UvicornWorker", "-w", "2", "--keep-alive", "75",
                          "-b", f"127.0.0.1:{self.port}", "--error-logfile", "-"],
                  extra_env=self.web_env()),
             Proc("worker", [py, "-m", "celery", "-A", "tradingsite", "worker",
