@@ -7,6 +7,7 @@ order for review instead of looping forever (RELIABILITY.md, pitfall 3).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,9 +40,10 @@ HOUSEKEEPING = {"acks_late": True, "soft_time_limit": 50, "time_limit": 60, "exp
 
 
 @contextmanager
-def _delivery_guard(step: str, order_id: str) -> Iterator[bool]:
-    """Yields False when this order's step has died too often to try again. The count only
-    survives deliveries that never finished (worker killed); a finished one clears it."""
+def _delivery_guard(step: str, order_id: str) -> Iterator[int]:
+    """Yields this delivery's number (1: the first), or 0 when this order's step has died too
+    often to try again (the order is parked for review). The count only survives deliveries
+    that never finished (worker killed); a finished one clears it."""
     key = f"deliveries:{step}:{order_id}"
     try:
         cache.add(key, 0, timeout=3600)
@@ -53,10 +55,10 @@ def _delivery_guard(step: str, order_id: str) -> Iterator[bool]:
         services.order_park_for_review(
             order_id=order_id, reason=f"{step} delivered {deliveries} times without finishing"
         )
-        yield False
+        yield 0
         return
     try:
-        yield True
+        yield deliveries
     finally:
         try:
             cache.delete(key)
@@ -81,17 +83,20 @@ def order_submit_task(order_id: str, correlation_id: str = "") -> None:
 
     if not services.order_awaits_submission(order_id):
         return  # sent already: taken along by another task (or a duplicate delivery)
-
-    def send() -> None:
+    with _delivery_guard("submit", order_id) as delivery:
+        if not delivery:
+            return
+        # A redelivery (the worker died under an earlier one) goes alone: an order taken along
+        # that kills its worker must not take this one down with it again and again.
         batch = services.orders_submit_to_venue_many(
-            order_ids=[order_id], correlation_id=correlation_id, backlog=SUBMIT_BACKLOG
+            order_ids=[order_id],
+            correlation_id=correlation_id,
+            backlog=SUBMIT_BACKLOG if delivery == 1 else 0,
         )
         # Orders taken along and handed back are left to their own queued tasks; this one
         # takes the one-order path here, retried on transient venue errors.
         if order_id in batch.one_by_one:
             services.order_submit_to_venue(order_id=order_id, correlation_id=correlation_id)
-
-    _guarded("submit", order_id, send)
 
 
 @shared_task(name="orders.cancel", queue="orders", bind=True, **ORDER_TASK)
@@ -193,8 +198,16 @@ def reconcile_at_worker_start(sender: Any = None, **kwargs: Any) -> None:
     name="orders.submit_batch", queue="orders", acks_late=True, soft_time_limit=50, time_limit=60
 )
 def order_submit_batch_task(order_ids: list[str], correlation_id: str = "") -> int:
-    """Send many committed orders in one task (the batch intake)."""
-    return _send_batch(order_ids, correlation_id)
+    """Send many committed orders in one task (the batch intake). A redelivery (the worker
+    died under the first) splits the batch into one `orders.submit` per order, so an order
+    that kills its worker is counted, and parked, on its own instead of sinking its batch."""
+    batch_key = hashlib.sha256(",".join(sorted(order_ids)).encode()).hexdigest()[:32]
+    with _delivery_guard("submit_batch", batch_key) as delivery:
+        if delivery == 1:
+            return _send_batch(order_ids, correlation_id)
+    for order_id in order_ids:
+        outbox.publish_now("orders.submit", order_id=order_id, correlation_id=correlation_id)
+    return 0
 
 
 def _send_batch(order_ids: list[str], correlation_id: str) -> int:

@@ -306,3 +306,48 @@ def test_a_submit_task_takes_the_orders_queued_behind_it_along(market):
         order_submit_task(order_id=queued[0])
     assert len(captured.captured_queries) == 1
     assert SimOrder.objects.filter(client_order_id__in=[*queued, own]).count() == 4
+
+
+def test_a_redelivered_submit_task_goes_alone(market):
+    """The worker died under the first delivery (an order taken along may be what killed it):
+    the redelivery sends its own order only."""
+    import time
+
+    from django.core.cache import cache
+
+    from orders.tasks import order_submit_task
+
+    account = funded_account()
+    queued = validated(account, 3)
+    time.sleep(services.BACKLOG_AGE_SECONDS * 2)
+    own = validated(account, 1)[0]
+    cache.set(f"deliveries:submit:{own}", 1, timeout=60)  # the first delivery never finished
+    order_submit_task(order_id=own)
+    assert Order.objects.get(pk=own).status == "filled"
+    assert set(Order.objects.filter(pk__in=queued).values_list("status", flat=True)) == {
+        "validated"
+    }
+    assert cache.get(f"deliveries:submit:{own}") is None
+
+
+def test_a_redelivered_batch_is_split_into_one_task_per_order(market, monkeypatch):
+    import hashlib
+
+    from django.core.cache import cache
+
+    from orders import outbox
+    from orders.tasks import order_submit_batch_task
+
+    account = funded_account()
+    ids = validated(account, 4)
+    published = []
+    monkeypatch.setattr(outbox, "publish_now", lambda task, **kw: published.append((task, kw)))
+    key = hashlib.sha256(",".join(sorted(ids)).encode()).hexdigest()[:32]
+    cache.set(f"deliveries:submit_batch:{key}", 1, timeout=60)
+    assert order_submit_batch_task(order_ids=ids) == 0
+    assert [(task, kw["order_id"]) for task, kw in published] == [
+        ("orders.submit", order_id) for order_id in ids
+    ]
+    assert set(Order.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"validated"}
+    # and a first delivery sends the batch itself
+    assert order_submit_batch_task(order_ids=ids) == 4
