@@ -20,7 +20,6 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q, Sum
-from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from brokers.marketdata import conversion_rate
@@ -205,12 +204,16 @@ class Ledger:
                     "updated_at",
                 ],
             )
+        # The account rows are locked (read under the lock in __init__): their new values can
+        # be written as values, all accounts in one statement.
+        moved = []
         for account_id, cash_delta in self._cash.items():
-            Account.objects.filter(pk=account_id).update(
-                cash=F("cash") + cash_delta,
-                realized_pnl=F("realized_pnl") + self._realized[account_id],
-                fills_booked=Greatest(F("fills_booked"), self._booked[account_id]),
-            )
+            account = self._accounts[account_id]
+            account.cash += cash_delta
+            account.realized_pnl += self._realized[account_id]
+            account.fills_booked = max(account.fills_booked, self._booked[account_id])
+            moved.append(account)
+        rows_update(moved, ["cash", "realized_pnl", "fills_booked"])
         self._touched, self._cash, self._realized = {}, {}, {}
 
 

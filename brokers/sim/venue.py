@@ -38,6 +38,7 @@ from brokers.base import (
     refusal_report,
 )
 from brokers.models import SimOrder, SimQuote, SimReport
+from tradingsite.bulk import rows_update
 
 from . import engine
 from .config import walk_spec_for
@@ -197,7 +198,7 @@ class SimulatedVenue:
                     row.bid_available, row.ask_available = left.bid_size, left.ask_size
                     touched.append(row)
             if touched:
-                SimQuote.objects.bulk_update(touched, ["bid_available", "ask_available"])
+                rows_update(touched, ["bid_available", "ask_available"])
             reports_by_order = self._reports_by_order(
                 [answer for answer in answers if isinstance(answer, SimOrder)]
             )
