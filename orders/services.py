@@ -562,6 +562,11 @@ def orders_submit_many(
 _backlog_seen: tuple[float, int] = (float("-inf"), 0)
 
 
+def intake_check() -> None:
+    """Raises IntakeBusy (503, with Retry-After) while the intake refuses new orders."""
+    _intake_open()
+
+
 def _intake_open() -> None:
     """Backpressure: raises IntakeBusy while ORDERS_INTAKE_MAX_BACKLOG accepted orders wait
     for a worker (`validated`). Counted at most every ORDERS_INTAKE_BACKLOG_CHECK_SECONDS per
@@ -1190,8 +1195,8 @@ class _ReportsApplying:
                 .order_by()
                 .values_list("venue", "venue_execution_id")
             )
-        filled = {r.client_order_id for r in fills}
-        self.ledger = books.Ledger([o for o in orders if str(o.pk) in filled]) if fills else None
+        filled = {_uuid_or_none(r.client_order_id) for r in fills}
+        self.ledger = books.Ledger([o for o in orders if o.pk in filled]) if fills else None
         self.fills: list[Fill] = []
         self.rates: dict[tuple[str, int], Decimal] = {}
         self.accounts_filled: set[str] = set()
@@ -1212,6 +1217,13 @@ class _ReportsApplying:
         # evaluation a second: a burst of fills needs one look).
         if self.accounts_filled:
             transaction.on_commit(_breakers_kick)
+
+
+def _uuid_or_none(value: str) -> UUID | None:
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
 
 
 def _report_apply(order: Order, report: ExecutionReport, applying: _ReportsApplying) -> int:

@@ -158,6 +158,9 @@ class OrderBatchView(APIView):
         summary="Submit up to 1000 orders; one result per order, in order",
     )
     def post(self, request: Request) -> Response:
+        # Shed load before any work: a busy intake refuses the whole request (503, nothing
+        # stored) instead of checking hundreds of bodies only to refuse each of them.
+        services.intake_check()
         batch = BatchInputSerializer(data=request.data)
         batch.is_valid(raise_exception=True)
         payloads = batch.validated_data["orders"]

@@ -536,6 +536,11 @@ async def _batches(stack: Stack, clients: int, size: int, seconds: float, maker:
                 else:
                     item["error"] = response.text[:200]
                 results.append(item)
+                # A refused request (503 service_busy: the workers are behind) is retried after
+                # Retry-After, as a well-behaved client does.
+                retry_after = response.headers.get("Retry-After")
+                if response.status_code == 503 and retry_after:
+                    await asyncio.sleep(min(float(retry_after), max(0.0, end - time.monotonic())))
 
     await asyncio.gather(*(client_loop(i) for i in range(clients)))
     return results

@@ -37,14 +37,29 @@ def test_a_full_queue_refuses_new_orders_and_stores_nothing(api, small_intake):
     # a repeat is still answered: it adds no work
     again = post(api, "q-0")
     assert (again.status_code, again.json()["id"]) == (200, first["id"])
-    # and a batch gets one answer per order: the repeat, then the refusals
-    batch = api.post(
+    # and a batch request is refused whole, before any body is read
+    refused = api.post(
         "/api/v1/orders/batch/",
         {"orders": [{**first_body(), "client_order_id": f"q-{n}"} for n in (0, 4, 5)]},
         format="json",
-    ).json()["results"]
-    assert [r["status"] for r in batch] == [200, 503, 503]
-    assert batch[1]["error"]["code"] == "service_busy"
+    )
+    assert (refused.status_code, refused["Retry-After"]) == (503, "1")
+    assert refused.json()["error"]["code"] == "service_busy"
+    assert Order.objects.count() == 3
+
+
+def test_a_batch_given_to_the_service_answers_repeats_and_refuses_the_rest(trader, small_intake):
+    account = Account.objects.get(code="ACC-1")
+    stored = [
+        services.order_submit(account=account, terms=terms(f"s-{n}"), actor="test").order
+        for n in range(3)
+    ]
+    answers = services.orders_submit_many(
+        requests=[services.SubmitRequest(account, terms(f"s-{n}")) for n in (0, 3)],
+        actor="test",
+    )
+    assert answers[0].order.pk == stored[0].pk and not answers[0].created
+    assert isinstance(answers[1], IntakeBusy)
     assert Order.objects.count() == 3
 
 

@@ -351,3 +351,26 @@ def test_a_redelivered_batch_is_split_into_one_task_per_order(market, monkeypatc
     assert set(Order.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"validated"}
     # and a first delivery sends the batch itself
     assert order_submit_batch_task(order_ids=ids) == 4
+
+
+def test_reports_naming_the_order_in_another_uuid_spelling_are_booked(market):
+    account = funded_account()
+    order = working_order(account, "EUR_USD", "buy", "2000")
+    reports = [
+        ExecutionReport(
+            venue=report.venue,
+            kind=report.kind,
+            client_order_id=order.id.hex.upper(),  # no hyphens, upper case: the same UUID
+            venue_order_id=report.venue_order_id,
+            at=report.at,
+            execution_id=report.execution_id,
+            quantity=report.quantity,
+            price=report.price,
+            liquidity=report.liquidity,
+        )
+        for report in reports_for(order, [("2000", "1.08500")], 1)
+    ]
+    assert services.execution_reports_apply(reports=reports) == 2
+    order.refresh_from_db()
+    assert (order.status, order.filled_quantity) == ("filled", D("2000"))
+    assert Position.objects.get(account=account, strategy_id="").quantity == D("2000")
