@@ -1514,8 +1514,16 @@ def orders_sweep_stuck(*, now: datetime | None = None, older_than: float | None 
         .order_by("updated_at")
         .values_list("pk", "status")[:1000]
     )
+    # Submissions go back as batches (one `orders.submit_batch` per SUBMIT_BATCH_SIZE): under
+    # a backlog most "stuck" orders are only queued, and one task per order flooded the queue
+    # with duplicates faster than the workers could discard them (the bench's full profile:
+    # 200 tasks a second, the real work starved behind them). A duplicate batch costs one claim.
+    to_submit = [str(pk) for pk, status in stuck if STUCK_TASKS[status] == "orders.submit"]
+    for at in range(0, len(to_submit), SUBMIT_BATCH_SIZE):
+        outbox.publish_now("orders.submit_batch", order_ids=to_submit[at : at + SUBMIT_BATCH_SIZE])
     for order_id, status in stuck:
-        outbox.publish_now(STUCK_TASKS[status], order_id=str(order_id))
+        if STUCK_TASKS[status] != "orders.submit":
+            outbox.publish_now(STUCK_TASKS[status], order_id=str(order_id))
     if stuck:
         logger.info("re-dispatched stuck orders", extra={"count": len(stuck)})
     return len(stuck)

@@ -374,3 +374,18 @@ def test_reports_naming_the_order_in_another_uuid_spelling_are_booked(market):
     order.refresh_from_db()
     assert (order.status, order.filled_quantity) == ("filled", D("2000"))
     assert Position.objects.get(account=account, strategy_id="").quantity == D("2000")
+
+
+def test_the_sweeper_sends_stuck_submissions_back_as_batches(market, monkeypatch):
+    from orders import outbox
+
+    account = funded_account()
+    ids = validated(account, services.SUBMIT_BATCH_SIZE + 5)
+    published = []
+    monkeypatch.setattr(outbox, "publish_now", lambda task, **kw: published.append((task, kw)))
+    assert services.orders_sweep_stuck(older_than=0) == len(ids)
+    assert [(task, len(kw["order_ids"])) for task, kw in published] == [
+        ("orders.submit_batch", services.SUBMIT_BATCH_SIZE),
+        ("orders.submit_batch", 5),
+    ]
+    assert sorted(i for _, kw in published for i in kw["order_ids"]) == sorted(ids)
