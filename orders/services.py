@@ -78,28 +78,13 @@ class SubmitResult:
 # --- the one writer -------------------------------------------------------------------------
 
 
-def _order_change(
-    order: Order,
-    *,
-    event_type: str,
-    actor: str,
-    correlation_id: str = "",
-    data: dict[str, Any] | None = None,
-    **changes: Any,
-) -> OrderEvent:
-    """Apply `changes` to a locked order, save it and append its event. Raises
-    InvalidTransition, writing nothing, if `status` changes to a status the table forbids."""
-    event, fields = _order_change_staged(
-        order,
-        event_type=event_type,
-        actor=actor,
-        correlation_id=correlation_id,
-        data=data,
-        **changes,
-    )
-    order.save(update_fields=fields)
-    event.save(force_insert=True)
-    return event
+def _order_change(order: Order, **change: Any) -> None:
+    """Apply a change (`_order_change_staged`'s arguments) to a locked order, save it and
+    append its event. Raises InvalidTransition, writing nothing, if `status` changes to a
+    status the table forbids."""
+    writes = _OrderWrites()
+    writes.change(order, **change)
+    writes.flush()
 
 
 def _order_change_staged(
@@ -146,32 +131,16 @@ def _order_change_staged(
 
 class _OrderWrites:
     """The order changes of one transaction, written together at its end: one UPDATE for
-    every changed order and one INSERT for every event (the batch paths; a lone order pays
-    the same two statements as `_order_change`). Orders must be locked by the caller."""
+    every changed order and one INSERT for every event (`_order_change` is one change written
+    at once). Orders must be locked by the caller."""
 
     def __init__(self) -> None:
         self.orders: dict[UUID, Order] = {}
         self.fields: set[str] = set()
         self.events: list[OrderEvent] = []
 
-    def change(
-        self,
-        order: Order,
-        *,
-        event_type: str,
-        actor: str,
-        correlation_id: str = "",
-        data: dict[str, Any] | None = None,
-        **changes: Any,
-    ) -> OrderEvent:
-        event, fields = _order_change_staged(
-            order,
-            event_type=event_type,
-            actor=actor,
-            correlation_id=correlation_id,
-            data=data,
-            **changes,
-        )
+    def change(self, order: Order, **change: Any) -> OrderEvent:
+        event, fields = _order_change_staged(order, **change)
         self.orders[order.pk] = order
         self.fields.update(fields)
         self.events.append(event)
@@ -262,7 +231,7 @@ def order_submit(
     now = timezone.now()
     gate = _gate_request(account, terms, instrument_by_symbol(terms.symbol), now, reduce_only)
     if not reduce_only:
-        _intake_open()
+        intake_check()
     if not (reduce_only or _rate_counted):
         risk_services.order_rate_limit(
             user=user, account=account, actor=actor, correlation_id=correlation_id
@@ -459,12 +428,26 @@ def orders_submit_many(
     }
     context = risk_services.GateContext.read()
     try:
-        _intake_open()
+        intake_check()
         busy: IntakeBusy | None = None
     except IntakeBusy as error:
         busy = error
     pending: list[tuple[int, SubmitRequest, Order]] = []
     in_batch: dict[tuple[int, str], Order] = {}
+
+    def one_by_one(request: SubmitRequest) -> SubmitResult | ApplicationError:
+        """The one-order path for one request (its rate-limit count is taken already)."""
+        try:
+            return order_submit(
+                account=request.account,
+                terms=request.terms,
+                user=user,
+                actor=actor,
+                correlation_id=correlation_id,
+                _rate_counted=True,
+            )
+        except ApplicationError as error:
+            return error
 
     def store_pending() -> None:
         if not pending:
@@ -496,16 +479,7 @@ def orders_submit_many(
             # A client order id of this group raced another request: each order of the group
             # goes the one-order path, which answers the stored order for a repeat.
             for index, request, order in pending:
-                answers[index] = _answer(
-                    lambda request=request: order_submit(
-                        account=request.account,
-                        terms=request.terms,
-                        user=user,
-                        actor=actor,
-                        correlation_id=correlation_id,
-                        _rate_counted=True,
-                    )
-                )
+                answers[index] = one_by_one(request)
                 _repoint_repeats(answers, order, answers[index])
         pending.clear()
 
@@ -539,16 +513,7 @@ def orders_submit_many(
             continue
         if reducing or context.limits_apply(gate):
             store_pending()
-            answers[index] = _answer(
-                lambda request=request: order_submit(
-                    account=request.account,
-                    terms=request.terms,
-                    user=user,
-                    actor=actor,
-                    correlation_id=correlation_id,
-                    _rate_counted=True,
-                )
-            )
+            answers[index] = one_by_one(request)
             continue
         order = _new_order(gate, terms, user, now, fingerprint, [])
         pending.append((index, request, order))
@@ -563,11 +528,6 @@ _backlog_seen: tuple[float, int] = (float("-inf"), 0)
 
 
 def intake_check() -> None:
-    """Raises IntakeBusy (503, with Retry-After) while the intake refuses new orders."""
-    _intake_open()
-
-
-def _intake_open() -> None:
     """Backpressure: raises IntakeBusy while ORDERS_INTAKE_MAX_BACKLOG accepted orders wait
     for a worker (`validated`). Counted at most every ORDERS_INTAKE_BACKLOG_CHECK_SECONDS per
     process, and never past the limit (an index range of at most limit + 1 entries)."""
@@ -607,13 +567,6 @@ def _repoint_repeats(
                 if isinstance(stored, SubmitResult)
                 else stored
             )
-
-
-def _answer(submit: Any) -> SubmitResult | ApplicationError:
-    try:
-        return submit()
-    except ApplicationError as error:
-        return error
 
 
 # --- cancel and modify (requests) -----------------------------------------------------------

@@ -40,10 +40,11 @@ HOUSEKEEPING = {"acks_late": True, "soft_time_limit": 50, "time_limit": 60, "exp
 
 
 @contextmanager
-def _delivery_guard(step: str, order_id: str) -> Iterator[int]:
+def _delivery_guard(step: str, order_id: str, *, park: bool = True) -> Iterator[int]:
     """Yields this delivery's number (1: the first), or 0 when this order's step has died too
-    often to try again (the order is parked for review). The count only survives deliveries
-    that never finished (worker killed); a finished one clears it."""
+    often to try again (the order is parked for review; with `park=False`, for a key that is
+    not an order, nothing is parked and the number is yielded). The count only survives
+    deliveries that never finished (worker killed); a finished one clears it."""
     key = f"deliveries:{step}:{order_id}"
     try:
         cache.add(key, 0, timeout=3600)
@@ -51,7 +52,7 @@ def _delivery_guard(step: str, order_id: str) -> Iterator[int]:
     except Exception:  # Redis away: never block the order path on the guard itself
         logger.warning("delivery counter unavailable", exc_info=True)
         deliveries = 1
-    if deliveries > settings.ORDERS_MAX_DELIVERIES:
+    if park and deliveries > settings.ORDERS_MAX_DELIVERIES:
         services.order_park_for_review(
             order_id=order_id, reason=f"{step} delivered {deliveries} times without finishing"
         )
@@ -202,7 +203,7 @@ def order_submit_batch_task(order_ids: list[str], correlation_id: str = "") -> i
     died under the first) splits the batch into one `orders.submit` per order, so an order
     that kills its worker is counted, and parked, on its own instead of sinking its batch."""
     batch_key = hashlib.sha256(",".join(sorted(order_ids)).encode()).hexdigest()[:32]
-    with _delivery_guard("submit_batch", batch_key) as delivery:
+    with _delivery_guard("submit_batch", batch_key, park=False) as delivery:
         if delivery == 1:
             return _send_batch(order_ids, correlation_id)
     for order_id in order_ids:
