@@ -389,3 +389,40 @@ def test_the_sweeper_sends_stuck_submissions_back_as_batches(market, monkeypatch
         ("orders.submit_batch", 5),
     ]
     assert sorted(i for _, kw in published for i in kw["order_ids"]) == sorted(ids)
+
+
+def test_a_client_order_id_racing_another_request_is_stored_once(market, monkeypatch):
+    """Another request stores client order id "race" between the batch's read of stored ids
+    and its insert: the batch's insert fails on the unique key, its orders take the one-order
+    path, and each id ends with one order (the winner's for "race", repeats included)."""
+    from risk import services as risk_services
+
+    account = funded_account()
+    body = {"symbol": "EUR_USD", "side": "buy", "type": "market", "time_in_force": "ioc"}
+
+    def terms(client_order_id):
+        return OrderTerms(**body, quantity=D(1000), client_order_id=client_order_id)
+
+    admit = risk_services.order_rate_limit
+    raced = []
+
+    def another_request_wins(**kwargs):
+        if not raced:
+            raced.append(None)
+            raced[0] = services.order_submit(account=account, terms=terms("race"), actor="x")
+        return admit(**kwargs)
+
+    monkeypatch.setattr(risk_services, "order_rate_limit", another_request_wins)
+    answers = services.orders_submit_many(
+        requests=[services.SubmitRequest(account, terms(c)) for c in ("race", "b", "race")],
+        actor="test",
+    )
+    winner = raced[0].order
+    assert [(a.order.pk == winner.pk, a.created) for a in answers] == [
+        (True, False),
+        (False, True),
+        (True, False),
+    ]
+    assert sorted(
+        Order.objects.filter(account=account).values_list("client_order_id", flat=True)
+    ) == ["b", "race"]

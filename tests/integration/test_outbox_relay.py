@@ -11,6 +11,14 @@ from tests.helpers import submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+ORDER_BODY = {
+    "account": "ACC-1",
+    "symbol": "EUR_USD",
+    "side": "buy",
+    "type": "market",
+    "quantity": "1000",
+}
+
 
 @pytest.fixture
 def sent(monkeypatch):
@@ -60,3 +68,23 @@ def test_an_unsent_submission_is_published_once(api, sent, monkeypatch):
     assert outbox.relay(older_than_seconds=0) == 0
     assert [kwargs["order_id"] for _, kwargs in sent] == [order_id]
     assert row_of(order_id).published_at is not None
+
+
+def test_an_unsent_batch_of_submissions_is_published_once(api, sent, monkeypatch):
+    def unreachable(*args, **kwargs):
+        from kombu.exceptions import OperationalError
+
+        raise OperationalError("Connection refused")
+
+    orders = [{**ORDER_BODY, "client_order_id": f"rb-{n}"} for n in range(3)]
+    with monkeypatch.context() as broken:
+        broken.setattr(outbox, "_send", unreachable)
+        results = api.post("/api/v1/orders/batch/", {"orders": orders}, format="json").json()
+    ids = sorted(r["order"]["id"] for r in results["results"])
+    assert sent == []
+    assert outbox.relay(older_than_seconds=0) == 1
+    assert outbox.relay(older_than_seconds=0) == 0
+    assert [(task, sorted(kwargs["order_ids"])) for task, kwargs in sent] == [
+        ("orders.submit_batch", ids)
+    ]
+    assert not OutboxMessage.objects.filter(published_at__isnull=True).exists()
