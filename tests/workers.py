@@ -1,4 +1,5 @@
-"""Real Celery worker processes on the test database, for the end-to-end and crash tests."""
+"""Real Celery worker and uvicorn web processes on the test database, for the end-to-end,
+crash and multi-process tests."""
 
 from __future__ import annotations
 
@@ -115,3 +116,61 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {message}")
         time.sleep(interval)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class WebProcess:
+    """One uvicorn process serving tradingsite.asgi on the test database, with `extra_env`
+    (pool settings, say). Its backends carry their own application_name, so a test can count
+    them in pg_stat_activity; its output goes to var/<application_name>.log."""
+
+    def __init__(self, **extra_env: str) -> None:
+        import httpx
+
+        self.port = free_port()
+        self.application_name = f"fillmore-test-{uuid.uuid4().hex[:8]}"
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "DATABASE_URL": worker_database_url(),
+            "REDIS_URL": settings.REDIS_URL,
+            "LOG_LEVEL": "WARNING",
+            "DB_APPLICATION_NAME": self.application_name,
+            **extra_env,
+        }
+        env.pop("CONN_MAX_AGE", None)
+        self.log = open(ROOT / "var" / f"{self.application_name}.log", "w")  # noqa: SIM115
+        self.process = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "uvicorn", "tradingsite.asgi:application",
+             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+        def answers() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the web process exited: see {self.log.name}")
+            try:
+                return httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(answers, timeout=30, message="the web process")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.log.close()

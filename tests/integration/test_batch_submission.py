@@ -11,10 +11,9 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from brokers import registry
-from brokers.base import ExecutionReport, ReportKind, VenueTransientError
+from brokers.base import ExecutionReport, VenueTransientError
 from brokers.models import SimOrder
 from orders import services
 from orders.models import Account, Fill, Order, Position
@@ -23,7 +22,7 @@ from risk.models import RiskEvent
 from risk.services import trading_halt
 from tests.helpers import eur_usd_market, set_quote
 from tests.integration.test_batch_pipeline import batch_of
-from tests.integration.test_books import DEPOSIT, funded_account, working_order
+from tests.integration.test_books import DEPOSIT, funded_account, venue_answer, working_order
 
 pytestmark = pytest.mark.django_db
 
@@ -157,35 +156,6 @@ def test_a_failed_venue_call_leaves_the_orders_to_be_asked_about(market, monkeyp
     assert SimOrder.objects.filter(client_order_id__in=ids).count() == 0
 
 
-def reports_for(order: Order, fills: list[tuple[str, str]], start: int) -> list[ExecutionReport]:
-    venue_order_id = f"V-{order.id.hex}"
-    at = timezone.now()
-    reports = [
-        ExecutionReport(
-            venue="sim",
-            kind=ReportKind.ACK,
-            client_order_id=str(order.id),
-            venue_order_id=venue_order_id,
-            at=at,
-        )
-    ]
-    for number, (quantity, price) in enumerate(fills, start=start):
-        reports.append(
-            ExecutionReport(
-                venue="sim",
-                kind=ReportKind.FILL,
-                client_order_id=str(order.id),
-                venue_order_id=venue_order_id,
-                at=at,
-                execution_id=f"{venue_order_id}-{number}",
-                quantity=D(quantity),
-                price=D(price),
-                liquidity="taker",
-            )
-        )
-    return reports
-
-
 def books(account: Account) -> tuple:
     account.refresh_from_db()
     positions = sorted(
@@ -215,8 +185,8 @@ def test_reports_applied_together_book_as_one_by_one(market, seed):
         total = sum(D(q) for q, _ in fills)
         a = working_order(together, symbol, side, total, strategy_id=strategy_id)
         b = working_order(one_by_one, symbol, side, total, strategy_id=strategy_id)
-        reports.extend(reports_for(a, fills, 1))
-        for report in reports_for(b, fills, 1):
+        reports.extend(venue_answer(a, *fills))
+        for report in venue_answer(b, *fills):
             services.execution_reports_apply(reports=[report])
     # when one account's reports are applied in one call (a redelivered fill among them)
     assert services.execution_reports_apply(reports=reports + reports[-1:]) == len(reports)
@@ -368,7 +338,7 @@ def test_reports_naming_the_order_in_another_uuid_spelling_are_booked(market):
             price=report.price,
             liquidity=report.liquidity,
         )
-        for report in reports_for(order, [("2000", "1.08500")], 1)
+        for report in venue_answer(order, ("2000", "1.08500"))
     ]
     assert services.execution_reports_apply(reports=reports) == 2
     order.refresh_from_db()

@@ -83,6 +83,11 @@ def working_order(
 
 
 def execute(order: Order, *executions: tuple) -> None:
+    """Apply the venue's answer to the order (`venue_answer`)."""
+    services.execution_reports_apply(reports=venue_answer(order, *executions))
+
+
+def venue_answer(order: Order, *executions: tuple) -> list[ExecutionReport]:
     """The venue's answer to the order: an ACK, then one FILL per (quantity, price)."""
     now = timezone.now()
     venue_order_id = f"V-{order.id.hex}"
@@ -109,7 +114,7 @@ def execute(order: Order, *executions: tuple) -> None:
                 liquidity="taker",
             )
         )
-    services.execution_reports_apply(reports=reports)
+    return reports
 
 
 def trade(

@@ -7,87 +7,18 @@ The test process itself runs without a pool (DB_POOL is off outside ASGI web pro
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import psycopg
 import pytest
-from django.conf import settings
 
-from tests.workers import ROOT, wait_for, worker_database_url
+from tests.workers import WebProcess, wait_for, worker_database_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class PooledWebProcess:
-    """One uvicorn process serving tradingsite.asgi with the given pool settings. Its backends
-    carry their own application_name, so the test can count them in pg_stat_activity."""
-
-    def __init__(self, **pool_env: str) -> None:
-        self.port = _free_port()
-        self.application_name = f"fillmore-test-{uuid.uuid4().hex[:8]}"
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ,
-            "DATABASE_URL": worker_database_url(),
-            "REDIS_URL": settings.REDIS_URL,
-            "LOG_LEVEL": "WARNING",
-            "DB_APPLICATION_NAME": self.application_name,
-            **pool_env,
-        }
-        env.pop("CONN_MAX_AGE", None)
-        self.log = open(ROOT / "var" / f"{self.application_name}.log", "w")  # noqa: SIM115
-        self.process = subprocess.Popen(  # noqa: S603
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "tradingsite.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-        def answers() -> bool:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the web process exited: see {self.log.name}")
-            try:
-                return httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(answers, timeout=30, message="the web process")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.log.close()
 
 
 @pytest.fixture
@@ -148,7 +79,7 @@ async def _burst(url: str, token: str, count: int) -> list[httpx.Response]:
 
 def test_a_burst_of_requests_never_holds_more_backends_than_the_pool_max(trader):
     # given a web process whose pool holds at most 3 connections
-    web = PooledWebProcess(DB_POOL="1", DB_POOL_MIN_SIZE="1", DB_POOL_MAX_SIZE="3")
+    web = WebProcess(DB_POOL="1", DB_POOL_MIN_SIZE="1", DB_POOL_MAX_SIZE="3")
     sampler = BackendSampler(web.application_name)
     try:
         sampler.start()
@@ -167,9 +98,7 @@ def test_a_burst_of_requests_never_holds_more_backends_than_the_pool_max(trader)
 
 def test_a_request_that_finds_the_pool_exhausted_gets_a_clean_503(trader, pg):
     # given a web process with a single pooled connection and a short wait for one
-    web = PooledWebProcess(
-        DB_POOL="1", DB_POOL_MIN_SIZE="1", DB_POOL_MAX_SIZE="1", DB_POOL_TIMEOUT="0.5"
-    )
+    web = WebProcess(DB_POOL="1", DB_POOL_MIN_SIZE="1", DB_POOL_MAX_SIZE="1", DB_POOL_TIMEOUT="0.5")
     headers = {"Authorization": f"Token {trader.auth_token.key}"}
     # and that connection held by a request blocked on a table lock
     locker = psycopg.connect(worker_database_url())
