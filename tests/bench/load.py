@@ -483,14 +483,25 @@ async def _closed_loop(stack: Stack, clients: int, seconds: float, maker: OrderM
 
 def single_throughput(stack: Stack, db: Db, tag: str, clients: int, seconds: float, drain_s):
     """`clients` traders, each posting market orders back to back for `seconds`."""
+    figures = _measured_window(
+        stack, db, tag, clients, drain_s,
+        lambda maker: _closed_loop(stack, clients, seconds, maker),
+    )  # fmt: skip
+    figures["clients"] = clients
+    return figures
+
+
+def _measured_window(stack: Stack, db: Db, tag: str, traders: int, drain_s, load) -> dict:
+    """Run `load(maker)` (a coroutine answering the samples and the window's start) under a
+    backlog sampler, drain, cancel what is left, and answer the window's figures."""
     maker = OrderMaker(tag)
     with BacklogSampler(stack) as sampler:
-        samples, start = asyncio.run(_closed_loop(stack, clients, seconds, maker))
+        samples, start = asyncio.run(load(maker))
         window = time.time() - start
         accepted = sum(1 for s in samples if s.status == 201)
         backlog_at_end = db.open_count(tag)
         result, filled = outcome(db, tag, accepted, start, drain_s)
-    result["open_after_drain_cap_cancelled"] = cancel_leftovers(stack, db, tag, clients)
+    result["open_after_drain_cap_cancelled"] = cancel_leftovers(stack, db, tag, traders)
     result["error_answers_but_stored"] = db.stored(
         [s.coid for s in samples if s.status is None or s.status >= 400]
     )
@@ -498,7 +509,6 @@ def single_throughput(stack: Stack, db: Db, tag: str, clients: int, seconds: flo
     figures.update(result)
     figures.update(
         peak_db_connections=peak(sampler.series, "db_connections"),
-        clients=clients,
         window_s=r2(window, 1),
         accepted=accepted,
         accepted_per_s=r2(accepted / window, 1),
@@ -619,26 +629,9 @@ async def _open_loop(stack: Stack, traders: int, rate: float, seconds: float, ma
 
 
 def open_loop(stack: Stack, db: Db, tag: str, traders: int, rate: float, seconds, drain_s, conns):
-    maker = OrderMaker(tag)
-    with BacklogSampler(stack) as sampler:
-        samples, start = asyncio.run(_open_loop(stack, traders, rate, seconds, maker, conns))
-        window = time.time() - start
-        accepted = sum(1 for s in samples if s.status == 201)
-        backlog_at_end = db.open_count(tag)
-        result, filled = outcome(db, tag, accepted, start, drain_s)
-    result["open_after_drain_cap_cancelled"] = cancel_leftovers(stack, db, tag, traders)
-    result["error_answers_but_stored"] = db.stored(
-        [s.coid for s in samples if s.status is None or s.status >= 400]
-    )
-    figures = latency_figures(samples, filled)
-    figures.update(result)
-    figures.update(
-        peak_db_connections=peak(sampler.series, "db_connections"),
-        traders=traders,
-        offered_per_s=rate,
-        window_s=r2(window, 1),
-        accepted=accepted,
-        accepted_per_s=r2(accepted / window, 1),
-        backlog_at_window_end=backlog_at_end,
-    )
+    figures = _measured_window(
+        stack, db, tag, traders, drain_s,
+        lambda maker: _open_loop(stack, traders, rate, seconds, maker, conns),
+    )  # fmt: skip
+    figures.update(traders=traders, offered_per_s=rate)
     return figures
