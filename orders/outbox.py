@@ -58,8 +58,19 @@ def _sent_key(pk: int) -> str:
 def enqueue(task: str, **kwargs: Any) -> OutboxMessage:
     """Write the work item in the current transaction; publish it after commit."""
     message = OutboxMessage.objects.create(task=task, kwargs=kwargs)
-    transaction.on_commit(lambda: publish([message], mark=task not in SUBMISSIONS))
+    publish_after_commit(message)
     return message
+
+
+def message(task: str, **kwargs: Any) -> OutboxMessage:
+    """A work item not yet written: the caller inserts it with its own rows (one statement,
+    `tradingsite.bulk.rows_insert`), then calls `publish_after_commit`."""
+    return OutboxMessage(task=task, kwargs=kwargs)
+
+
+def publish_after_commit(message: OutboxMessage) -> None:
+    """Publish a written work item once its transaction commits (at once in autocommit)."""
+    transaction.on_commit(lambda: publish([message], mark=message.task not in SUBMISSIONS))
 
 
 def enqueue_many(task: str, kwargs_list: Sequence[dict[str, Any]]) -> list[OutboxMessage]:

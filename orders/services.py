@@ -36,7 +36,7 @@ from brokers.registry import venue_for, venue_names
 from risk import services as risk_services
 from risk.exceptions import RiskRejected
 from risk.selectors import trading_state_among, trading_state_for, trading_states_restricting
-from tradingsite.bulk import rows_update
+from tradingsite.bulk import rows_insert, rows_update
 
 from . import actors, books, outbox
 from .exceptions import (
@@ -49,7 +49,7 @@ from .exceptions import (
 from .lock_objects import order_for_update, orders_for_update
 from .models import Account, Fill, Instrument, Order, OrderEvent
 from .replay import encode, order_state
-from .selectors import instrument_by_symbol, instrument_rules
+from .selectors import instrument_by_symbol, instrument_rules, order_by_client_order_id
 from .states import AT_VENUE, OPEN, TERMINAL, OrderStatus, can_transition
 from .validation import OrderTerms, day_expiry, validate_terms
 
@@ -222,9 +222,7 @@ def order_submit(
     `reduce_only` orders (the kill switch's flatten) are not rate-limited and pass a halt."""
     fingerprint = _fingerprint(terms)
     if terms.client_order_id:
-        existing = Order.objects.filter(
-            account=account, client_order_id=terms.client_order_id
-        ).first()
+        existing = order_by_client_order_id(account.pk, terms.client_order_id)
         if existing is not None:
             return _idempotent_repeat(existing, fingerprint)
 
@@ -241,15 +239,11 @@ def order_submit(
     )
     breaches = risk_services.order_limit_breaches(gate, reducing=reducing)
     order = _new_order(gate, terms, user, now, fingerprint, breaches)
+    events = _creation_events(order, actor=actor, correlation_id=correlation_id, breaches=breaches)
     try:
-        with transaction.atomic():
-            order.save(force_insert=True)
-            OrderEvent.objects.bulk_create(
-                _creation_events(
-                    order, actor=actor, correlation_id=correlation_id, breaches=breaches
-                )
-            )
-            if breaches:
+        if breaches:
+            with transaction.atomic():
+                rows_insert([order], events)
                 risk_services.risk_event_record(
                     kind="order_rejected",
                     actor=actor,
@@ -259,15 +253,16 @@ def order_submit(
                     correlation_id=correlation_id,
                     data={"reasons": risk_services.reasons_of(breaches)},
                 )
-            else:
-                outbox.enqueue(
-                    "orders.submit", order_id=str(order.id), correlation_id=correlation_id
-                )
+        else:
+            # The order, its events and its outbox row: one statement, one transaction.
+            submission = outbox.message(
+                "orders.submit", order_id=str(order.id), correlation_id=correlation_id
+            )
+            rows_insert([order], events, [submission])
+            outbox.publish_after_commit(submission)
     except IntegrityError:
         # Two requests with one client_order_id raced; the unique constraint chose the winner.
-        existing = Order.objects.filter(
-            account=account, client_order_id=order.client_order_id
-        ).first()
+        existing = order_by_client_order_id(account.pk, order.client_order_id)
         if existing is None:
             raise
         return _idempotent_repeat(existing, fingerprint)

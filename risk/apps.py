@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class RiskConfig(AppConfig):
     name = "risk"
     verbose_name = "Risk"
+
+    def ready(self) -> None:
+        from tradingsite import refdata
+
+        refdata.connect_signals()

@@ -16,6 +16,7 @@ from brokers.marketdata import conversion_rate
 from brokers.registry import venue_for
 from orders.models import Account, Instrument, Order, Position
 from orders.states import OPEN
+from tradingsite import refdata
 
 from . import checks
 from .models import RateLimitOverride, RiskEvent, RiskLimit, Scope, TradingMode, TradingState
@@ -43,43 +44,48 @@ NEEDS_QUOTE = {
 MODE_RANK = {TradingMode.ACTIVE: 0, TradingMode.REDUCING: 1, TradingMode.HALTED: 2}
 
 
-def scope_filter(*, account: str, strategy_id: str, symbol: str) -> Q:
-    """The (scope, target) pairs that apply to an order."""
-    condition = Q(scope=Scope.GLOBAL) | Q(scope=Scope.ACCOUNT, target=account)
-    condition |= Q(scope=Scope.SYMBOL, target=symbol)
-    if strategy_id:
-        condition |= Q(scope=Scope.STRATEGY, target=strategy_id)
-    return condition
-
-
 def limits_for(*, account: str, strategy_id: str, symbol: str) -> list[checks.Limit]:
-    rows = RiskLimit.objects.filter(active=True).filter(
-        scope_filter(account=account, strategy_id=strategy_id, symbol=symbol)
-    )
-    return [
-        checks.Limit(
+    """The active limits that apply to an order, in the table's order (rule, scope, target);
+    from the reference-data cache (tradingsite/refdata.py)."""
+    index = refdata.cached(("risk_limits",), _active_limits_by_scope)
+    wanted = [(Scope.GLOBAL, None), (Scope.ACCOUNT, account), (Scope.SYMBOL, symbol)]
+    if strategy_id:
+        wanted.append((Scope.STRATEGY, strategy_id))
+    found = sorted(entry for key in wanted for entry in index.get(key, ()))
+    return [limit for _, limit in found]
+
+
+def _active_limits_by_scope() -> dict[tuple[str, str | None], list[tuple[int, checks.Limit]]]:
+    """(scope, target) -> [(position in the table's order, limit)]; global limits under
+    (global, None) whatever their target."""
+    index: dict[tuple[str, str | None], list[tuple[int, checks.Limit]]] = {}
+    for position, row in enumerate(RiskLimit.objects.filter(active=True)):
+        key = (row.scope, None if row.scope == Scope.GLOBAL else row.target)
+        limit = checks.Limit(
             rule=row.rule,
             value=row.value,
             scope=row.scope,
             target=row.target,
             symbols=frozenset(row.symbols or ()),
         )
-        for row in rows
-    ]
+        index.setdefault(key, []).append((position, limit))
+    return index
 
 
 def trading_state_for(*, account: str, strategy_id: str, symbol: str) -> TradingState | None:
     """The strictest non-active state that applies (halted before reducing), or None."""
-    states = TradingState.objects.filter(
-        scope_filter(account=account, strategy_id=strategy_id, symbol=symbol)
-    ).exclude(mode=TradingMode.ACTIVE)
-    return strictest_state(states)
+    return trading_state_among(
+        trading_states_restricting(), account=account, strategy_id=strategy_id, symbol=symbol
+    )
 
 
 def trading_states_restricting() -> list[TradingState]:
-    """Every non-active trading state, in one read (a batch of orders looks each one up in
-    memory with `trading_state_among`). The table holds a row per scope touched: small."""
-    return list(TradingState.objects.exclude(mode=TradingMode.ACTIVE))
+    """Every non-active trading state (an order, or a batch of them, looks its own up in memory
+    with `trading_state_among`), from the reference-data cache: shared, read them only. The
+    table holds a row per scope touched: small."""
+    return refdata.cached(
+        ("trading_states",), lambda: list(TradingState.objects.exclude(mode=TradingMode.ACTIVE))
+    )
 
 
 def trading_state_among(
@@ -94,7 +100,7 @@ def trading_state_among(
 
 
 def applies(row: TradingState | RiskLimit, *, account: str, strategy_id: str, symbol: str) -> bool:
-    """`scope_filter`, in memory: does a state or limit row apply to an order?"""
+    """Does a trading state or limit row apply to an order?"""
     if row.scope == Scope.GLOBAL:
         return True
     if row.scope == Scope.STRATEGY:
@@ -260,10 +266,13 @@ def _books(
 
 def rate_buckets(*, user: Any, account: Account) -> list[Bucket]:
     """Per trader (default or the user's override), plus the account's own when it has one."""
-    overrides = {
-        (row.user_id, row.account_id): row.orders_per_minute
-        for row in RateLimitOverride.objects.filter(Q(user_id=user.pk) | Q(account=account))
-    }
+    overrides = refdata.cached(
+        ("rate_overrides", user.pk, account.pk),
+        lambda: {
+            (row.user_id, row.account_id): row.orders_per_minute
+            for row in RateLimitOverride.objects.filter(Q(user_id=user.pk) | Q(account=account))
+        },
+    )
     per_user = overrides.get((user.pk, None), settings.RISK_ORDERS_PER_MINUTE)
     buckets = [Bucket(key=f"ratelimit:user:{user.pk}", per_minute=per_user)]
     if (None, account.pk) in overrides:

@@ -1,4 +1,5 @@
-"""One UPDATE for many rows with different values.
+"""One statement for many rows: `rows_update` (many rows of one table, different values) and
+`rows_insert` (new rows of several tables at once).
 
 Django's `bulk_update` builds a CASE WHEN per field and row; resolving those expressions costs
 about 15 ms per 50 rows here, more than the database work. On PostgreSQL `rows_update` sends
@@ -10,9 +11,10 @@ parameters and the statement is built as a string. Elsewhere (the SQLite fallbac
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 
-from django.db import connection
-from django.db.models import Model
+from django.db import connection, transaction
+from django.db.models import AutoField, BigAutoField, Model
 
 
 def rows_update(objects: Sequence[Model], fields: Sequence[str]) -> int:
@@ -45,3 +47,61 @@ def rows_update(objects: Sequence[Model], fields: Sequence[str]) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
+
+
+def rows_insert(*groups: Sequence[Model]) -> None:
+    """Insert new rows of several models (one sequence of objects per model, parents before
+    children), as `bulk_create` would, and set the objects' generated primary keys.
+
+    On PostgreSQL this is one statement, `WITH g0 AS (INSERT ...), ... SELECT` the generated
+    keys: one round trip. Outside a transaction it is its own transaction (no BEGIN and COMMIT
+    round trips); inside one, it runs in a savepoint, so that a failure (a unique key taken by
+    a concurrent request) leaves the caller's transaction usable, as `atomic()` would."""
+    groups = tuple(group for group in groups if group)
+    if not groups:
+        return
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            for group in groups:
+                type(group[0])._default_manager.bulk_create(list(group))
+        return
+    quote = connection.ops.quote_name
+    parts: list[str] = []
+    params: list[object] = []
+    keyed: list[tuple[int, Sequence[Model]]] = []
+    for index, group in enumerate(groups):
+        meta = type(group[0])._meta
+        generated = isinstance(meta.pk, AutoField | BigAutoField)
+        fields = [f for f in meta.concrete_fields if not (generated and f.primary_key)]
+        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        returning = f" RETURNING {quote(meta.pk.column)}" if generated else ""
+        parts.append(
+            f"g{index} AS (INSERT INTO {quote(meta.db_table)} "
+            f"({', '.join(quote(f.column) for f in fields)}) "
+            f"VALUES {', '.join([row] * len(group))}{returning})"
+        )
+        params.extend(
+            field.get_db_prep_save(field.pre_save(obj, True), connection)
+            for obj in group
+            for field in fields
+        )
+        if generated:
+            keyed.append((index, group))
+    selected = " UNION ALL ".join(
+        f"SELECT {index}, {quote(type(group[0])._meta.pk.column)} FROM g{index}"
+        for index, group in keyed
+    )
+    sql = f"WITH {', '.join(parts)} {selected or 'SELECT 0, 0 WHERE false'}"
+    savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
+    with savepoint, connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    keys: dict[int, list[object]] = {}
+    for index, key in rows:
+        keys.setdefault(index, []).append(key)
+    for index, group in enumerate(groups):
+        for position, obj in enumerate(group):
+            if index in keys:
+                obj.pk = keys[index][position]
+            obj._state.adding = False
+            obj._state.db = connection.alias

@@ -1,11 +1,13 @@
 """Every request carries a correlation id (X-Request-ID, or a new one) into the events it
-causes and back out in the response."""
+causes and back out in the response, and reads the reference-data version at most once."""
 
 import re
 import uuid
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+
+from . import refdata
 
 _VALID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -20,3 +22,14 @@ class CorrelationIdMiddleware:
         response = self.get_response(request)
         response["X-Request-ID"] = request.correlation_id  # type: ignore[attr-defined]
         return response
+
+
+class RefDataScopeMiddleware:
+    """One reference-data version per request (tradingsite/refdata.py)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        with refdata.scope():
+            return self.get_response(request)

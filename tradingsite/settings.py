@@ -48,6 +48,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "tradingsite.middleware.RefDataScopeMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -125,6 +126,8 @@ IS_POSTGRES = _db["ENGINE"] == "django.db.backends.postgresql"
 # --- redis and celery -------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default=f"unix://{VAR_DIR / 'redis.sock'}?db=0")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=broker_url(REDIS_URL))
+if CELERY_BROKER_URL.startswith("redis://"):  # one client per pool, not one per publish
+    CELERY_BROKER_TRANSPORT = "tradingsite.redis_clients:Transport"
 CELERY_TASK_ACKS_LATE = True  # tasks are idempotent, so re-running one is safe
 CELERY_TASK_REJECT_ON_WORKER_LOST = True  # with a redelivery cap per order (orders.tasks)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -150,7 +153,7 @@ CELERY_WORKER_SEND_TASK_EVENTS = False
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "tradingsite.redis_clients.RedisCache",  # one client per pool, reused
         "LOCATION": REDIS_URL,
     }
 }
@@ -182,7 +185,7 @@ LOGIN_URL = "/admin/login/"
 # --- API --------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "tradingsite.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

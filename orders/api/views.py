@@ -43,15 +43,14 @@ def _correlation_id(request: Request) -> str:
 
 def _account_for(user: Any, code: str | None) -> Account:
     """The account an order is for: the one named, or the user's only account."""
-    accounts = selectors.accounts_tradable_by(user)
     if code:
-        account = accounts.filter(code=code).first()
+        account = selectors.account_tradable(user, code)
         if account is None:
             raise NotFound(f"account {code} not found", code="not_found")
         return account
-    granted = list(accounts[:2])
+    granted = list(selectors.accounts_tradable(user).values())[:2]
     if len(granted) == 1:
-        return granted[0]
+        return selectors.account_tradable(user, granted[0].code)  # type: ignore[return-value]
     if not granted:
         raise ApplicationError("you have no account to trade", code="no_account", http_status=403)
     raise ApplicationError(

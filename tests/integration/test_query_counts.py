@@ -10,7 +10,8 @@ from django.test.utils import CaptureQueriesContext
 from brokers.base import ExecutionReport, ReportKind
 from brokers.registry import venue_for
 from orders import services
-from orders.models import Order
+from orders.models import Order, OutboxMessage
+from tradingsite import refdata
 
 pytestmark = pytest.mark.django_db
 
@@ -24,19 +25,18 @@ BODY = {
     "limit_price": "1.08000",
 }
 
-# What each query is for, so a change to the numbers can be reasoned about.
+# What each query is for, so a change to the numbers can be reasoned about. The token and its
+# user, the account, the instrument, the rate-limit overrides, the trading state and the limits
+# come from the reference-data cache (tradingsite/refdata.py) while its version stands.
 SUBMIT_QUERIES = {
-    "authentication (token + user)": 1,
+    "reference-data version": 1,
     "idempotency lookup": 1,
-    "instrument": 1,
-    "account resolution": 1,
-    "rate-limit overrides": 1,
-    "trading state": 1,
-    "limits": 1,
-    "BEGIN/insert order/bulk insert events/insert outbox/COMMIT": 5,
+    "insert order, events and outbox row (one statement, its own transaction)": 1,
 }
 
 
+@pytest.mark.postgres  # the insert is one statement on PostgreSQL, three on SQLite
+@pytest.mark.django_db(transaction=True)  # as in production: no test transaction around it
 def test_submit_queries(api, instruments, settings):
     # (the intake's backlog count runs at most every few seconds: not on the counted request)
     settings.ORDERS_INTAKE_BACKLOG_CHECK_SECONDS = 3600
@@ -48,6 +48,28 @@ def test_submit_queries(api, instruments, settings):
     assert response.status_code == 201
     sql = [q["sql"] for q in captured.captured_queries]
     assert len(sql) == sum(SUBMIT_QUERIES.values()), "\n".join(sql)
+    order = Order.objects.get(client_order_id="counted")
+    assert [e.type for e in order.events.order_by("seq")] == ["created", "validated"]
+    assert OutboxMessage.objects.filter(kwargs__order_id=str(order.id)).count() == 1
+
+
+@pytest.mark.postgres
+def test_submit_queries_with_a_cold_cache(api, instruments, settings):
+    """After a write to reference data, the first request reads each of them once again."""
+    settings.ORDERS_INTAKE_BACKLOG_CHECK_SECONDS = 3600
+    api.post("/api/v1/orders/", {**BODY, "client_order_id": "warm"}, format="json")
+    refdata.clear()
+    with CaptureQueriesContext(connection) as captured:
+        response = api.post(
+            "/api/v1/orders/", {**BODY, "client_order_id": "counted"}, format="json"
+        )
+    assert response.status_code == 201
+    sql = [q["sql"] for q in captured.captured_queries]
+    cold = {
+        "token + user, account, instrument, rate-limit overrides, trading states, limits": 6,
+        "savepoint + release (the test's transaction is around the insert)": 2,
+    }
+    assert len(sql) == sum(SUBMIT_QUERIES.values()) + sum(cold.values()), "\n".join(sql)
 
 
 def test_fill_application_queries(api, instruments, settings):
