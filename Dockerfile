@@ -26,4 +26,4 @@ RUN pip install --no-deps . \
 
 USER fillmore
 EXPOSE 8000
-CMD ["python", "-m", "uvicorn", "tradingsite.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", "--timeout-keep-alive", "75"]
+CMD ["python", "-m", "gunicorn", "-c", "python:tradingsite.gunicorn_conf", "-b", "0.0.0.0:8000", "tradingsite.wsgi:application"]

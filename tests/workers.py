@@ -1,4 +1,4 @@
-"""Real Celery worker and uvicorn web processes on the test database, for the end-to-end,
+"""Real Celery worker and web processes on the test database, for the end-to-end,
 crash and multi-process tests."""
 
 from __future__ import annotations
@@ -127,11 +127,13 @@ def free_port() -> int:
 
 
 class WebProcess:
-    """One uvicorn process serving tradingsite.asgi on the test database, with `extra_env`
-    (pool settings, say). Its backends carry their own application_name, so a test can count
-    them in pg_stat_activity; its output goes to var/<application_name>.log."""
+    """One web process on the test database, as production runs it (gunicorn,
+    tradingsite/gunicorn_conf.py: threaded WSGI), or with `asgi=True` one uvicorn process
+    serving tradingsite.asgi; with `extra_env` (pool settings, say). Its backends carry their
+    own application_name, so a test can count them in pg_stat_activity; its output goes to
+    var/<application_name>.log."""
 
-    def __init__(self, **extra_env: str) -> None:
+    def __init__(self, *, asgi: bool = False, **extra_env: str) -> None:
         import httpx
 
         self.port = free_port()
@@ -147,9 +149,34 @@ class WebProcess:
         }
         env.pop("CONN_MAX_AGE", None)
         self.log = open(ROOT / "var" / f"{self.application_name}.log", "w")  # noqa: SIM115
+        if asgi:
+            command = [
+                "-m",
+                "uvicorn",
+                "tradingsite.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ]
+        else:
+            command = [
+                "-m",
+                "gunicorn",
+                "-c",
+                "python:tradingsite.gunicorn_conf",
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "-w",
+                "1",
+                "--threads",
+                "2",
+                "tradingsite.wsgi:application",
+            ]
         self.process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "uvicorn", "tradingsite.asgi:application",
-             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
+            [sys.executable, *command],
             cwd=ROOT,
             env=env,
             stdout=self.log,

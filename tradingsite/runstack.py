@@ -8,7 +8,7 @@
 2. The database: DATABASE_URL if set; otherwise the settings' SQLite default under var/.
 3. manage.py migrate, setup_periodic_tasks, seed_demo (its output, the demo logins, goes
    into the banner).
-4. web (uvicorn), worker and beat (Celery) and marketdata, each a child process whose output
+4. web (gunicorn, tradingsite/gunicorn_conf.py), worker and beat (Celery) and marketdata, each a child process whose output
    is prefixed with its name.
 
 Ctrl-C or SIGTERM stops the children (TERM, up to 10 s, then KILL) and the private Redis. If a
@@ -151,16 +151,18 @@ class Child:
 def child_commands(port: int, sqlite: bool) -> list[Child]:
     py = sys.executable
     if sqlite:
-        # One process only: more than one writer process on a SQLite file is asking for
+        # One process, one thread: more than one writer on a SQLite file is asking for
         # "database is locked" errors.
         pool = ["-P", "solo"]
+        web = ["--workers", "1", "--threads", "1"]
     else:
         pool = ["-c", "2", "-P", "prefork"]
+        web = []
     return [
         Child(
             "web",
-            [py, "-m", "uvicorn", "tradingsite.asgi:application",
-             "--host", "127.0.0.1", "--port", str(port), "--timeout-keep-alive", "75"],
+            [py, "-m", "gunicorn", "-c", "python:tradingsite.gunicorn_conf",
+             "-b", f"127.0.0.1:{port}", *web, "tradingsite.wsgi:application"],
         ),
         Child(
             "worker",

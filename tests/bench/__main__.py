@@ -4,7 +4,7 @@
 
 1. Machine limits (tests/bench/limits.py: the ../shared/limits scripts) while nothing else runs.
 2. A fresh `fillmore_bench` database and Redis dbs 7/8, migrate, seed_demo, 200 traders.
-3. The stack with production settings (tests/bench/stack.py): gunicorn + uvicorn workers,
+3. The stack with production settings (tests/bench/stack.py): gunicorn (threaded WSGI),
    Celery prefork -c 2, beat, market data; DEBUG=false.
 4. Per run (3 in the full profile, 1 with --quick), each over HTTP from this machine
    (tests/bench/load.py): submit latency, fill latency, the concurrency curve, the offered
@@ -408,7 +408,7 @@ def main(argv: list[str]) -> int:
         type=int,
         default=None,
         help="CONN_MAX_AGE of every process of the stack (default: the project's own, "
-        "60 s for workers and 0 for the ASGI web, see tradingsite/asgi.py)",
+        "60 s: one persistent connection per web thread and per worker child)",
     )
     parser.add_argument("--skip-limits", action="store_true", help="do not measure the limits")
     parser.add_argument(
@@ -462,7 +462,7 @@ def main(argv: list[str]) -> int:
             limit_runs = measure_limits(profile, progress, notes)
         progress.step(f"set-up: fresh database, migrate, seed, {stack.traders} traders")
         stack.prepare()
-        progress.step("starting gunicorn/uvicorn, Celery worker, beat, market data")
+        progress.step("starting gunicorn, Celery worker, beat, market data")
         stack.start()
         calibration: dict[str, Any] = {"rate": args.rate}
         for run in range(1, profile.runs + 1):

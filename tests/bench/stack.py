@@ -1,9 +1,10 @@
-"""The stack `make bench` drives: PostgreSQL + Redis, gunicorn/uvicorn, Celery prefork, beat and
+"""The stack `make bench` drives: PostgreSQL + Redis, gunicorn, Celery prefork, beat and
 market data, with the settings a production deploy would use.
 
 - Database: a fresh `fillmore_bench` (dropped first) on postgres://postgres@127.0.0.1:5432.
 - Redis: 127.0.0.1:6379 db 7 (cache, rate limits), db 8 the Celery broker; both flushed first.
-- web: gunicorn, 2 uvicorn workers, each with Django's connection pool (at most 8 connections);
+- web: gunicorn as production runs it (tradingsite/gunicorn_conf.py: WSGI, 2 threaded workers
+  x 4 threads, one persistent connection per thread);
   worker: Celery prefork -c 2 on orders,housekeeping,default; beat (DatabaseScheduler);
   marketdata (manage.py run_market_data).
 
@@ -177,7 +178,7 @@ class Stack:
 
     def settings_summary(self) -> dict[str, str]:
         return {
-            "web": "gunicorn -k uvicorn.workers.UvicornWorker -w 2",
+            "web": "gunicorn -c python:tradingsite.gunicorn_conf (WSGI, gthread -w 2 --threads 4)",
             "worker": "celery worker -P prefork -c 2 -Q orders,housekeeping,default",
             "beat": "celery beat (DatabaseScheduler)",
             "marketdata": "manage.py run_market_data",
@@ -185,7 +186,7 @@ class Stack:
             "redis": f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB} (broker db {BROKER_DB})",
             "DEBUG": self.env.get("DEBUG", ""),
             "CONN_MAX_AGE": self.env.get(
-                "CONN_MAX_AGE", "default (web: pool of 8 per process, workers 60)"
+                "CONN_MAX_AGE", "default (60: one persistent connection per web thread and worker)"
             ),
             "web_db_pool": ", ".join(f"{k}={v}" for k, v in self.web_env().items()),
             "RISK_ORDERS_PER_MINUTE": self.env.get("RISK_ORDERS_PER_MINUTE", ""),
@@ -278,25 +279,15 @@ class Stack:
     # --- processes -------------------------------------------------------------------------
 
     def web_env(self) -> dict[str, str]:
-        """The web processes borrow from Django's connection pool, as production runs them
-        (docs/operations.md): at most 8 connections per gunicorn worker. `--conn-max-age N`
-        turns the pool off, so that every process really runs with CONN_MAX_AGE N."""
-        if self.conn_max_age is not None:
-            return {"DB_POOL": "0", "DB_APPLICATION_NAME": "fillmore-web"}
-        return {
-            "DB_POOL": "1",
-            "DB_POOL_MIN_SIZE": "1",
-            "DB_POOL_MAX_SIZE": "8",
-            "DB_POOL_TIMEOUT": "10",
-            "DB_APPLICATION_NAME": "fillmore-web",
-        }
+        """The web processes run as production runs them (tradingsite/gunicorn_conf.py):
+        threaded WSGI workers, one persistent connection per thread."""
+        return {"DB_APPLICATION_NAME": "fillmore-web", "WEB_WORKERS": "2", "WEB_THREADS": "4"}
 
     def commands(self) -> list[Proc]:
         py = sys.executable
         return [
-            Proc("web", [py, "-m", "gunicorn", "tradingsite.asgi:application",
-                         "-k", "uvicorn.workers.UvicornWorker", "-w", "2", "--keep-alive", "75",
-                         "-b", f"127.0.0.1:{self.port}", "--error-logfile", "-"],
+            Proc("web", [py, "-m", "gunicorn", "-c", "python:tradingsite.gunicorn_conf",
+                         "-b", f"127.0.0.1:{self.port}", "tradingsite.wsgi:application"],
                  extra_env=self.web_env()),
             Proc("worker", [py, "-m", "celery", "-A", "tradingsite", "worker",
                             "-Q", "orders,housekeeping,default", "-P", "prefork", "-c", "2",

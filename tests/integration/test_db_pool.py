@@ -79,7 +79,7 @@ async def _burst(url: str, token: str, count: int) -> list[httpx.Response]:
 
 def test_a_burst_of_requests_never_holds_more_backends_than_the_pool_max(trader):
     # given a web process whose pool holds at most 3 connections
-    web = WebProcess(DB_POOL="1", DB_POOL_MIN_SIZE="1", DB_POOL_MAX_SIZE="3")
+    web = WebProcess(asgi=True, DB_POOL="1", DB_POOL_MIN_SIZE="1", DB_POOL_MAX_SIZE="3")
     sampler = BackendSampler(web.application_name)
     try:
         sampler.start()
@@ -98,7 +98,9 @@ def test_a_burst_of_requests_never_holds_more_backends_than_the_pool_max(trader)
 
 def test_a_request_that_finds_the_pool_exhausted_gets_a_clean_503(trader, pg):
     # given a web process with a single pooled connection and a short wait for one
-    web = WebProcess(DB_POOL="1", DB_POOL_MIN_SIZE="1", DB_POOL_MAX_SIZE="1", DB_POOL_TIMEOUT="0.5")
+    web = WebProcess(
+        asgi=True, DB_POOL="1", DB_POOL_MIN_SIZE="1", DB_POOL_MAX_SIZE="1", DB_POOL_TIMEOUT="0.5"
+    )
     headers = {"Authorization": f"Token {trader.auth_token.key}"}
     # and that connection held by a request blocked on a table lock
     locker = psycopg.connect(worker_database_url())
