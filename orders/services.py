@@ -36,7 +36,7 @@ from brokers.registry import venue_for, venue_names
 from risk import services as risk_services
 from risk.exceptions import RiskRejected
 from risk.selectors import trading_state_among, trading_state_for, trading_states_restricting
-from tradingsite.bulk import rows_insert, rows_update
+from tradingsite.bulk import rows_copy, rows_insert, rows_update
 
 from . import actors, books, outbox
 from .exceptions import (
@@ -150,7 +150,7 @@ class _OrderWrites:
         if self.orders:
             rows_update(list(self.orders.values()), sorted(self.fields))
         if self.events:
-            OrderEvent.objects.bulk_create(self.events, batch_size=1000)
+            rows_copy(self.events)
         self.orders, self.fields, self.events = {}, set(), []
 
 
@@ -449,8 +449,8 @@ def orders_submit_many(
             return
         try:
             with transaction.atomic():
-                Order.objects.bulk_create([order for _, _, order in pending])
-                OrderEvent.objects.bulk_create(
+                rows_copy([order for _, _, order in pending])
+                rows_copy(
                     [
                         event
                         for _, _, order in pending
@@ -1159,7 +1159,7 @@ class _ReportsApplying:
         if self.ledger is not None:
             self.ledger.flush()
         if self.fills:
-            Fill.objects.bulk_create(self.fills, batch_size=1000)
+            rows_copy(self.fills)
         self.writes.flush()
         # Circuit breakers look at the books as soon as these fills are committed (at most one
         # evaluation a second: a burst of fills needs one look).

@@ -1,5 +1,6 @@
-"""One statement for many rows: `rows_update` (many rows of one table, different values) and
-`rows_insert` (new rows of several tables at once).
+"""One statement for many rows: `rows_update` (many rows of one table, different values),
+`rows_insert` (new rows of several tables at once) and `rows_copy` (many new rows of one
+table, with COPY).
 
 Django's `bulk_update` builds a CASE WHEN per field and row; resolving those expressions costs
 about 15 ms per 50 rows here, more than the database work. On PostgreSQL `rows_update` sends
@@ -10,11 +11,15 @@ parameters and the statement is built as a string. Elsewhere (the SQLite fallbac
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from contextlib import nullcontext
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
 
 from django.db import connection, transaction
-from django.db.models import AutoField, BigAutoField, Model
+from django.db.models import AutoField, BigAutoField, Field, JSONField, Model
 
 
 def rows_update(objects: Sequence[Model], fields: Sequence[str]) -> int:
@@ -105,3 +110,62 @@ def rows_insert(*groups: Sequence[Model]) -> None:
                 obj.pk = keys[index][position]
             obj._state.adding = False
             obj._state.db = connection.alias
+
+
+# Below this many rows a multi-row INSERT is cheaper: COPY takes two round trips.
+COPY_MIN_ROWS = 20
+
+
+def rows_copy(objects: Sequence[Model]) -> None:
+    """Insert new rows of one model, as `bulk_create` would, with COPY on PostgreSQL from
+    `COPY_MIN_ROWS` rows on: no SQL text is built and no parameter is quoted into it, which is
+    where a multi-row INSERT of many rows spends its time here (LIMITS.md: COPY about 206,000
+    rows/s, bulk_create 24,300). Generated primary keys are not read back: use it for models
+    whose key is set in Python (UUIDs) or whose key nobody reads after the insert (events).
+    The COPY is logged with the queries when they are (query-count tests see it)."""
+    if not objects:
+        return
+    model = type(objects[0])
+    if connection.vendor != "postgresql" or len(objects) < COPY_MIN_ROWS:
+        model._default_manager.bulk_create(list(objects), batch_size=1000)
+        return
+    meta = model._meta
+    generated = isinstance(meta.pk, AutoField | BigAutoField)
+    fields = [f for f in meta.concrete_fields if not (generated and f.primary_key)]
+    quote = connection.ops.quote_name
+    sql = f"COPY {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) FROM STDIN"
+    started = time.monotonic()
+    plain = [not isinstance(field, JSONField) for field in fields]
+    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+        for obj in objects:
+            copy.write_row(
+                [
+                    _copy_value(field, field.pre_save(obj, True), is_plain)
+                    for field, is_plain in zip(fields, plain, strict=True)
+                ]
+            )
+    if connection.queries_logged:
+        connection.queries_log.append(
+            {"sql": f"{sql} -- {len(objects)} rows", "time": f"{time.monotonic() - started:.3f}"}
+        )
+    for obj in objects:
+        obj._state.adding = False
+        obj._state.db = connection.alias
+
+
+_AS_IS = (str, int, Decimal, UUID)
+
+
+def _copy_value(field: Field, value: object, plain: bool) -> object:
+    """The value as COPY sends it. Strings, numbers, decimals, UUIDs and aware datetimes go as
+    they are: Django's preparation would hand the same object to psycopg (it no longer
+    quantizes decimals), at a cost that dominated the COPY. Anything else (JSON, naive
+    datetimes, values of unexpected types) takes Django's own preparation."""
+    if value is None or (
+        plain
+        and (
+            isinstance(value, _AS_IS) or (isinstance(value, datetime) and value.tzinfo is not None)
+        )
+    ):
+        return value
+    return field.get_db_prep_save(value, connection)

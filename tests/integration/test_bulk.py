@@ -1,0 +1,93 @@
+"""tradingsite.bulk: the statements that write many rows at once store exactly what the ORM's
+own saves would (and every order written with them still replays from its events: the
+suite's autouse check)."""
+
+import uuid
+from decimal import Decimal
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from orders.models import Order, OrderEvent, OutboxMessage
+from tradingsite.bulk import COPY_MIN_ROWS, rows_insert
+
+pytestmark = pytest.mark.django_db
+
+AWKWARD = "tab\there, newline\nthere, backslash \\ and \\N, quotes ' \" and é€"
+
+
+def awkward_batch(count: int) -> dict:
+    return {
+        "orders": [
+            {
+                "account": "ACC-1",
+                "client_order_id": f"copy-{n}",
+                "symbol": "EUR_USD",
+                "side": "buy",
+                "type": "limit",
+                "quantity": "1000",
+                "limit_price": "1.08001",
+                "strategy_id": f"s\t{n}\\N",
+                "metadata": {"note": AWKWARD, "n": n, "empty": None, "amount": "0.0000000001"},
+            }
+            for n in range(count)
+        ]
+    }
+
+
+@pytest.mark.parametrize("count", [3, COPY_MIN_ROWS + 5], ids=["insert", "copy"])
+def test_a_batch_stores_exactly_what_was_sent(api, settings, count):
+    settings.ORDERS_INTAKE_BACKLOG_CHECK_SECONDS = 3600
+    response = api.post("/api/v1/orders/batch/", awkward_batch(count), format="json")
+    assert response.status_code == 200
+    sent = awkward_batch(count)["orders"]
+    for body, result in zip(sent, response.json()["results"], strict=True):
+        order = Order.objects.get(pk=result["order"]["id"])
+        assert (order.client_order_id, order.strategy_id, order.metadata) == (
+            body["client_order_id"],
+            body["strategy_id"],
+            body["metadata"],
+        )
+        assert (order.quantity, order.limit_price) == (Decimal("1000"), Decimal("1.08001"))
+        events = list(order.events.order_by("seq").values_list("type", "data"))
+        assert [kind for kind, _ in events] == ["created", "validated"]
+        assert events[0][1]["changes"]["client_order_id"] == body["client_order_id"]
+
+
+@pytest.mark.postgres
+def test_a_large_batch_is_copied_and_the_copy_is_counted(api, settings):
+    settings.ORDERS_INTAKE_BACKLOG_CHECK_SECONDS = 3600
+    with CaptureQueriesContext(connection) as captured:
+        response = api.post("/api/v1/orders/batch/", awkward_batch(COPY_MIN_ROWS), format="json")
+    assert response.status_code == 200
+    copies = [q["sql"].split(" (")[0] for q in captured.captured_queries if "COPY" in q["sql"]]
+    assert copies == ['COPY "orders_order"', 'COPY "orders_orderevent"']
+
+
+def test_rows_insert_sets_generated_keys(db):
+    messages = [OutboxMessage(task="t", kwargs={"n": n, "text": AWKWARD}) for n in range(3)]
+    rows_insert(messages)
+    assert all(m.pk for m in messages)
+    stored = dict(OutboxMessage.objects.filter(task="t").values_list("pk", "kwargs"))
+    assert stored == {m.pk: m.kwargs for m in messages}
+
+
+def test_a_failing_rows_insert_writes_nothing_and_leaves_the_transaction_usable(api):
+    taken = Order.objects.get(pk=api.post(
+        "/api/v1/orders/",
+        {"account": "ACC-1", "client_order_id": "taken", "symbol": "EUR_USD", "side": "buy",
+         "type": "limit", "quantity": "1000", "limit_price": "1.08000"},
+        format="json",
+    ).json()["id"])  # fmt: skip
+    again = Order(
+        **{f.attname: getattr(taken, f.attname) for f in Order._meta.concrete_fields},
+    )
+    again.id = uuid.uuid4()
+    message = OutboxMessage(task="t", kwargs={})
+    with transaction.atomic():
+        with pytest.raises(IntegrityError):  # (account, client_order_id) is taken
+            rows_insert([again], [message])
+        assert message.pk is None
+        assert not OutboxMessage.objects.filter(task="t").exists()
+        assert not OrderEvent.objects.filter(order_id=again.id).exists()
