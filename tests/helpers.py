@@ -22,6 +22,17 @@ ORDER = {
 }
 
 
+# A limit buy of 1,000 EUR_USD at 1.08000, good till cancelled: it rests below the market.
+LIMIT_ORDER = {
+    "account": "ACC-1",
+    "symbol": "EUR_USD",
+    "side": "buy",
+    "type": "limit",
+    "quantity": "1000",
+    "limit_price": "1.08000",
+}
+
+
 def order_body(**fields) -> dict:
     """ORDER with `fields` in place of its own."""
     return {**ORDER, **fields}

@@ -11,19 +11,13 @@ from brokers.base import ExecutionReport, ReportKind
 from brokers.registry import venue_for
 from orders import services
 from orders.models import Order, OutboxMessage
+from tests.helpers import LIMIT_ORDER
 from tradingsite import refdata
 
 pytestmark = pytest.mark.django_db
 
 D = Decimal
-BODY = {
-    "account": "ACC-1",
-    "symbol": "EUR_USD",
-    "side": "buy",
-    "type": "limit",
-    "quantity": "1000",
-    "limit_price": "1.08000",
-}
+BODY = LIMIT_ORDER
 
 # What each query is for, so a change to the numbers can be reasoned about. The token and its
 # user, the account, the instrument, the rate-limit overrides, the trading state and the limits

@@ -12,18 +12,12 @@ from rest_framework.authtoken.models import Token
 
 from orders.models import Account, Instrument
 from risk.models import RateLimitOverride, RiskLimit, TradingState
+from tests.helpers import LIMIT_ORDER
 from tradingsite import refdata
 
 pytestmark = pytest.mark.django_db
 
-BODY = {
-    "account": "ACC-1",
-    "symbol": "EUR_USD",
-    "side": "buy",
-    "type": "limit",
-    "quantity": "1000",
-    "limit_price": "1.08000",
-}
+BODY = LIMIT_ORDER
 
 
 def version() -> int:
