@@ -78,6 +78,15 @@ def _is_pool_exhausted(exc: Exception) -> bool:
     )
 
 
+def shed(response: Response) -> Response:
+    """A 503 `service_busy` is load shedding, by design (backpressure, an exhausted connection
+    pool): logged here at INFO, once, and not by django.request as a server error, which
+    would bury real errors under thousands of lines while the service sheds load."""
+    response._has_been_logged = True  # type: ignore[attr-defined]  # django.utils.log
+    logger.info("load shed: 503 service_busy", extra={"retry_after": response.get("Retry-After")})
+    return response
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if _is_pool_exhausted(exc):
         # A request takes its connection at its first query and keeps it to the end, so it
@@ -92,13 +101,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
         response["Retry-After"] = str(POOL_EXHAUSTED_RETRY_AFTER)
-        return response
+        return shed(response)
     if isinstance(exc, ApplicationError):
         response = Response({"error": exc.as_dict()}, status=exc.http_status)
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             response["Retry-After"] = str(retry_after)
-        return response
+        return shed(response) if exc.code == "service_busy" else response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tradingsite.api_errors import validation_error_body
+from tradingsite.api_errors import shed, validation_error_body
 
 from .. import actors, selectors, services
 from ..exceptions import ApplicationError, NotFound
@@ -144,10 +144,10 @@ class OrderListCreateView(generics.ListAPIView):
     def post(self, request: Request) -> Response:
         code, body = _submit_one(request, request.data)
         response = Response(body, status=code)
-        retry_after = body.get("error", {}).get("retry_after") if code in (429, 503) else None
-        if retry_after is not None:
-            response["Retry-After"] = str(retry_after)
-        return response
+        error = body.get("error", {}) if code in (429, 503) else {}
+        if error.get("retry_after") is not None:
+            response["Retry-After"] = str(error["retry_after"])
+        return shed(response) if error.get("code") == "service_busy" else response
 
 
 class OrderBatchView(APIView):

@@ -24,7 +24,8 @@ def small_intake(settings, instruments):
     eur_usd_market()
 
 
-def test_a_full_queue_refuses_new_orders_and_stores_nothing(api, small_intake):
+def test_a_full_queue_refuses_new_orders_and_stores_nothing(api, small_intake, caplog):
+    caplog.set_level("INFO")
     first = post(api, "q-0").json()
     assert [post(api, f"q-{n}").status_code for n in (1, 2)] == [201, 201]
     response = post(api, "q-3")
@@ -46,6 +47,12 @@ def test_a_full_queue_refuses_new_orders_and_stores_nothing(api, small_intake):
     assert (refused.status_code, refused["Retry-After"]) == (503, "1")
     assert refused.json()["error"]["code"] == "service_busy"
     assert Order.objects.count() == 3
+    # shedding load is not a server error: logged once each at INFO, never by django.request
+    assert not [r for r in caplog.records if r.name == "django.request"]
+    assert [r.levelname for r in caplog.records if r.getMessage().startswith("load shed")] == [
+        "INFO",
+        "INFO",
+    ]
 
 
 def test_a_batch_given_to_the_service_answers_repeats_and_refuses_the_rest(trader, small_intake):
