@@ -68,9 +68,12 @@ def message(task: str, **kwargs: Any) -> OutboxMessage:
     return OutboxMessage(task=task, kwargs=kwargs)
 
 
-def publish_after_commit(message: OutboxMessage) -> None:
-    """Publish a written work item once its transaction commits (at once in autocommit)."""
-    transaction.on_commit(lambda: publish([message], mark=message.task not in SUBMISSIONS))
+def publish_after_commit(*messages: OutboxMessage) -> None:
+    """Publish written work items (of one task) once their transaction commits (at once in
+    autocommit)."""
+    if messages:
+        mark = messages[0].task not in SUBMISSIONS
+        transaction.on_commit(lambda: publish(messages, mark=mark))
 
 
 def enqueue_many(task: str, kwargs_list: Sequence[dict[str, Any]]) -> list[OutboxMessage]:
@@ -78,7 +81,7 @@ def enqueue_many(task: str, kwargs_list: Sequence[dict[str, Any]]) -> list[Outbo
     messages = OutboxMessage.objects.bulk_create(
         [OutboxMessage(task=task, kwargs=kwargs) for kwargs in kwargs_list]
     )
-    transaction.on_commit(lambda: publish(messages, mark=task not in SUBMISSIONS))
+    publish_after_commit(*messages)
     return messages
 
 

@@ -21,12 +21,15 @@ from kombu.transport import redis as kombu_redis
 
 
 class _CacheClient(django_redis.RedisCacheClient):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clients_by_pool: dict[Any, Any] = {}
+
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
         pool = self._get_connection_pool(write)
-        clients: dict[Any, Any] = self.__dict__.setdefault("_clients_by_pool", {})
-        client = clients.get(pool)
+        client = self._clients_by_pool.get(pool)
         if client is None:
-            client = clients[pool] = self._client(connection_pool=pool)
+            client = self._clients_by_pool[pool] = self._client(connection_pool=pool)
         return client
 
 

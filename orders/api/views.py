@@ -48,9 +48,9 @@ def _account_for(user: Any, code: str | None) -> Account:
         if account is None:
             raise NotFound(f"account {code} not found", code="not_found")
         return account
-    granted = list(selectors.accounts_tradable(user).values())[:2]
+    granted = list(selectors.accounts_tradable(user))[:2]  # their codes
     if len(granted) == 1:
-        return selectors.account_tradable(user, granted[0].code)  # type: ignore[return-value]
+        return selectors.account_tradable(user, granted[0])  # type: ignore[return-value]
     if not granted:
         raise ApplicationError("you have no account to trade", code="no_account", http_status=403)
     raise ApplicationError(
