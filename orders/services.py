@@ -36,6 +36,7 @@ from brokers.registry import venue_for, venue_names
 from risk import services as risk_services
 from risk.exceptions import RiskRejected
 from risk.selectors import trading_state_among, trading_state_for, trading_states_restricting
+from tradingsite import db
 from tradingsite.bulk import rows_copy, rows_insert, rows_update
 
 from . import actors, books, outbox
@@ -198,6 +199,13 @@ def _idempotent_repeat(existing: Order, fingerprint: str) -> SubmitResult:
     return SubmitResult(order=existing, created=False)
 
 
+def _repeat_of(account: Account, client_order_id: str, fingerprint: str) -> SubmitResult | None:
+    """The answer to a repeated client_order_id (or DuplicateClientOrderId), or None when the
+    account has no order with it."""
+    existing = order_by_client_order_id(account.pk, client_order_id) if client_order_id else None
+    return None if existing is None else _idempotent_repeat(existing, fingerprint)
+
+
 RISK_REJECTED_EVENT = "risk_rejected"
 
 
@@ -214,30 +222,37 @@ def order_submit(
     """Validate, risk-check and store a new order and queue it for its venue.
 
     Idempotent by (account, client_order_id): the same body again answers the stored order
-    (created=False); another body raises DuplicateClientOrderId. Invalid terms raise
+    (created=False); another body raises DuplicateClientOrderId. A repeat is found by the
+    unique key when its insert fails, or when the gate refuses it (no lookup before: a new
+    order, the common case, costs one statement less), and is not counted by the rate limit. Invalid terms raise
     OrderValidationError and store nothing. Then the risk gate: RateLimited (429),
     TradingHalted (423) and RiskUnavailable (503) store nothing; breached limits store the
     order as rejected, with its reasons, and raise RiskRejected (422). The order, its events
     and its outbox row are one transaction; the venue is reached only after commit.
     `reduce_only` orders (the kill switch's flatten) are not rate-limited and pass a halt."""
     fingerprint = _fingerprint(terms)
-    if terms.client_order_id:
-        existing = order_by_client_order_id(account.pk, terms.client_order_id)
-        if existing is not None:
-            return _idempotent_repeat(existing, fingerprint)
-
     now = timezone.now()
-    gate = _gate_request(account, terms, instrument_by_symbol(terms.symbol), now, reduce_only)
-    if not reduce_only:
-        intake_check()
-    if not (reduce_only or _rate_counted):
-        risk_services.order_rate_limit(
-            user=user, account=account, actor=actor, correlation_id=correlation_id
+    admission = None
+    try:
+        gate = _gate_request(account, terms, instrument_by_symbol(terms.symbol), now, reduce_only)
+        if not reduce_only:
+            intake_check()
+        if not (reduce_only or _rate_counted):
+            admission = risk_services.order_rate_limit(
+                user=user, account=account, actor=actor, correlation_id=correlation_id, record=False
+            )
+        reducing = risk_services.order_trading_state_check(
+            gate, actor=actor, correlation_id=correlation_id, record=False
         )
-    reducing = risk_services.order_trading_state_check(
-        gate, actor=actor, correlation_id=correlation_id
-    )
-    breaches = risk_services.order_limit_breaches(gate, reducing=reducing)
+        breaches = risk_services.order_limit_breaches(gate, reducing=reducing)
+    except ApplicationError as refusal:
+        # A repeat is answered with what the first request got, whatever the gate says now,
+        # and leaves no refusal in the audit trail.
+        repeat = _repeat_of(account, terms.client_order_id, fingerprint)
+        if repeat is None:
+            risk_services.refusal_record(refusal)
+            raise
+        return repeat
     order = _new_order(gate, terms, user, now, fingerprint, breaches)
     events = _creation_events(order, actor=actor, correlation_id=correlation_id, breaches=breaches)
     try:
@@ -261,11 +276,12 @@ def order_submit(
             rows_insert([order], events, [submission])
             outbox.publish_after_commit(submission)
     except IntegrityError:
-        # Two requests with one client_order_id raced; the unique constraint chose the winner.
-        existing = order_by_client_order_id(account.pk, order.client_order_id)
-        if existing is None:
+        # A repeat, or two requests with one client_order_id racing: the unique key answers.
+        repeat = _repeat_of(account, order.client_order_id, fingerprint)
+        if repeat is None:
             raise
-        return _idempotent_repeat(existing, fingerprint)
+        risk_services.order_rate_release(admission)  # a repeat is not a new order
+        return repeat
     if breaches:
         raise RiskRejected(
             order.reject_reason or "risk limits breached",
@@ -906,12 +922,11 @@ def order_awaits_submission(order_id: UUID | str) -> bool:
     """Whether a submit task still has anything to do (one read, no lock): under load most
     `orders.submit` tasks find their order taken along by an earlier task. Plain SQL: this
     runs for every task, and the ORM's query building cost about 1 ms here."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT 1 FROM {_orders_table()} WHERE id = %s AND status IN (%s, %s)",
-            [Order._meta.pk.get_db_prep_value(order_id, connection), S.VALIDATED, S.PENDING_SUBMIT],
-        )
-        return cursor.fetchone() is not None
+    rows = db.read(
+        f"SELECT 1 FROM {_orders_table()} WHERE id = %s AND status IN (%s, %s)",
+        [Order._meta.pk.get_db_prep_value(order_id, connection), S.VALIDATED, S.PENDING_SUBMIT],
+    )
+    return bool(rows)
 
 
 def _backlog_for_update(*, exclude: Sequence[UUID | str], limit: int) -> list[Order]:

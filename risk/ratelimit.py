@@ -2,7 +2,8 @@
 
 A sliding window of exactly 60 s per key (a sorted set of admission times, trimmed and
 checked atomically in one Lua script, timed by the Redis server's clock so that processes
-with skewed clocks agree). A refused attempt is not counted.
+with skewed clocks agree). A refused attempt is not counted, and an admitted one can be
+uncounted (`release`).
 """
 
 from __future__ import annotations
@@ -59,16 +60,25 @@ def _script():  # type: ignore[no-untyped-def]
     return _client().register_script(_SCRIPT)
 
 
-def admit(buckets: list[Bucket]) -> float:
-    """Count one order against every bucket, or none. Answers 0 when admitted, else the
-    seconds to wait. Raises redis.RedisError when Redis cannot be reached."""
+def admit(buckets: list[Bucket], member: str | None = None) -> float:
+    """Count one order (`member`: its unique mark, for `release`) against every bucket, or
+    none. Answers 0 when admitted, else the seconds to wait. Raises redis.RedisError when
+    Redis cannot be reached."""
     if not buckets:
         return 0.0
     wait_ms = _script()(
         keys=[bucket.key for bucket in buckets],
-        args=[uuid.uuid4().hex, *[bucket.per_minute for bucket in buckets]],
+        args=[member or uuid.uuid4().hex, *[bucket.per_minute for bucket in buckets]],
     )
     return int(wait_ms) / 1000
+
+
+def release(buckets: list[Bucket], member: str) -> None:
+    """Uncount an admitted order (it turned out to be a repeat, not a new order)."""
+    with _client().pipeline(transaction=False) as pipe:
+        for bucket in buckets:
+            pipe.zrem(bucket.key, member)
+        pipe.execute()
 
 
 def reset_clients() -> None:

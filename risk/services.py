@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -18,13 +19,14 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from brokers.base import VenueError
+from orders.exceptions import ApplicationError
 from orders.models import Account, Instrument, Order
 from orders.states import OPEN
 
 from . import checks, selectors
 from .exceptions import RateLimited, RiskUnavailable, TradingHalted
 from .models import RiskEvent, RiskLimit, Scope, TradingMode, TradingState
-from .ratelimit import Bucket, admit
+from .ratelimit import Bucket, admit, release
 
 logger = logging.getLogger(__name__)
 
@@ -116,39 +118,77 @@ def order_rate_limit(
     actor: str,
     correlation_id: str = "",
     context: GateContext | None = None,
-) -> None:
+    record: bool = True,
+) -> RateAdmission | None:
     """Count one order for the trader; raises RateLimited (not counted) when over, and
-    RiskUnavailable when Redis cannot be reached (fail safe)."""
+    RiskUnavailable when Redis cannot be reached (fail safe). The refusal's risk event is
+    recorded here, or with `record=False` left to the caller (`refusal_record`). Answers the
+    admission, to `order_rate_release` if the order turns out to be a repeat."""
     if user is None or not getattr(user, "is_authenticated", False):
-        return
+        return None
+    member = uuid.uuid4().hex
     try:
         buckets = (
             context.rate_buckets(user=user, account=account)
             if context is not None
             else selectors.rate_buckets(user=user, account=account)
         )
-        wait = admit(buckets)
+        wait = admit(buckets, member)
     except redis.RedisError as error:
-        _refusal(
+        raise _refused(
+            RiskUnavailable("risk checks unavailable (rate limiter unreachable): order refused"),
+            record,
             kind="risk_unavailable",
             actor=actor,
             account=account.code,
             reason=f"rate limiter unreachable: {error}",
             correlation_id=correlation_id,
-        )
-        raise RiskUnavailable(
-            "risk checks unavailable (rate limiter unreachable): order refused"
         ) from error
     if wait:
         retry_after = max(1, math.ceil(wait))
-        _refusal(
+        raise _refused(
+            RateLimited(f"too many orders: retry after {retry_after} s", retry_after=retry_after),
+            record,
             kind="rate_limited",
             actor=actor,
             account=account.code,
             reason=f"order rate limit reached; retry after {retry_after} s",
             correlation_id=correlation_id,
         )
-        raise RateLimited(f"too many orders: retry after {retry_after} s", retry_after=retry_after)
+    return RateAdmission(buckets=buckets, member=member)
+
+
+@dataclass(frozen=True)
+class RateAdmission:
+    buckets: list[Bucket]
+    member: str
+
+
+def order_rate_release(admission: RateAdmission | None) -> None:
+    """Uncount an admitted order that was a repeat (best effort: Redis away, it stays counted
+    for the rest of its minute)."""
+    if admission is None or not admission.buckets:
+        return
+    try:
+        release(admission.buckets, admission.member)
+    except redis.RedisError:
+        logger.warning("could not uncount a repeated order", exc_info=True)
+
+
+def _refused(error: ApplicationError, record: bool, **fields: Any) -> ApplicationError:
+    """The refusal to raise, its risk event recorded now or (record=False) carried along."""
+    if record:
+        _refusal(**fields)
+    else:
+        error.refusal = fields  # type: ignore[attr-defined]
+    return error
+
+
+def refusal_record(error: Exception) -> None:
+    """Record the risk event a refusal raised with `record=False` carries (if any)."""
+    fields = getattr(error, "refusal", None)
+    if fields:
+        _refusal(**fields)
 
 
 def _refusal(**fields: Any) -> None:
@@ -165,9 +205,11 @@ def order_trading_state_check(
     actor: str,
     correlation_id: str = "",
     context: GateContext | None = None,
+    record: bool = True,
 ) -> bool:
     """Raises TradingHalted when a halted scope applies (reduce-only orders of the kill switch
-    pass). Answers whether a `reducing` state applies."""
+    pass), its risk event recorded as `order_rate_limit` does. Answers whether a `reducing`
+    state applies."""
     where_to = {
         "account": request.account.code,
         "strategy_id": request.strategy_id,
@@ -182,7 +224,9 @@ def order_trading_state_check(
         return False
     if state.mode == TradingMode.HALTED and not request.reduce_only:
         where = state.scope if state.scope == Scope.GLOBAL else f"{state.scope} {state.target}"
-        _refusal(
+        raise _refused(
+            TradingHalted(f"trading is halted ({where}): {state.reason or 'no reason given'}"),
+            record,
             kind="order_refused_halted",
             actor=actor,
             account=request.account.code,
@@ -196,7 +240,6 @@ def order_trading_state_check(
                 "quantity": checks._plain(request.quantity),
             },
         )
-        raise TradingHalted(f"trading is halted ({where}): {state.reason or 'no reason given'}")
     return True
 
 

@@ -28,8 +28,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from django.db import connection
 from django.db.models.signals import m2m_changed, post_delete, post_save
+
+from . import db
 
 T = TypeVar("T")
 
@@ -93,10 +94,8 @@ def _version() -> int | None:
     current = _scope.get()
     if current is not None and current.version is not None:
         return current.version
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT version FROM refdata_version WHERE id = 1")
-        row = cursor.fetchone()
-    version = row[0] if row else None
+    rows = db.read("SELECT version FROM refdata_version WHERE id = 1")
+    version = rows[0][0] if rows else None
     if current is not None:
         current.version = version
     return version

@@ -22,9 +22,10 @@ BODY = LIMIT_ORDER
 # What each query is for, so a change to the numbers can be reasoned about. The token and its
 # user, the account, the instrument, the rate-limit overrides, the trading state and the limits
 # come from the reference-data cache (tradingsite/refdata.py) while its version stands.
+# A repeated client_order_id is found by the unique key at the insert: no lookup before it.
+# The version read is also the connection's health check (tradingsite/db.py): no ping.
 SUBMIT_QUERIES = {
     "reference-data version": 1,
-    "idempotency lookup": 1,
     "insert order, events and outbox row (one statement, its own transaction)": 1,
 }
 

@@ -122,7 +122,7 @@ def test_an_unreadable_snapshot_refuses_the_order(api, quoted, monkeypatch):
 def test_redis_down_refuses_the_order(api, quoted, monkeypatch):
     import redis
 
-    def down(buckets):
+    def down(buckets, member=None):
         raise redis.ConnectionError("Connection refused")
 
     monkeypatch.setattr("risk.services.admit", down)
@@ -495,3 +495,28 @@ def test_limits_changed_in_the_admin_are_audited(admin_client, instruments):
         ("limit_created", "admin:admin", "ACC-1"),
         ("limit_deleted", "admin:admin", "ACC-1"),
     ]
+
+
+def test_a_repeat_during_a_halt_is_answered_with_its_order_and_is_no_refusal(api, quoted):
+    first = submit(api, client_order_id="before-halt")
+    assert first.status_code == 201
+    call_command("halt", "--reason", "desk closed")
+    # when the same order is sent again (a client retrying after a timeout)
+    again = submit(api, client_order_id="before-halt")
+    # then it gets its order, and the audit trail shows no refusal
+    assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+    assert not RiskEvent.objects.filter(kind="order_refused_halted").exists()
+    # while a new order is refused, and that refusal is recorded
+    assert submit(api, client_order_id="new").status_code == 423
+    assert RiskEvent.objects.filter(kind="order_refused_halted").count() == 1
+
+
+def test_a_repeat_is_not_counted_by_the_rate_limit(api, trader, quoted):
+    RateLimitOverride.objects.create(user=trader, orders_per_minute=3)
+    assert submit(api, client_order_id="r-0").status_code == 201
+    # the repeats reach the insert (there is no lookup before it) and are uncounted there
+    assert submit(api, client_order_id="r-0").status_code == 200
+    assert submit(api, client_order_id="r-0").status_code == 200
+    assert submit(api, client_order_id="r-1").status_code == 201
+    assert submit(api, client_order_id="r-2").status_code == 201
+    assert submit(api, client_order_id="r-3").status_code == 429
