@@ -19,11 +19,11 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from brokers.marketdata import conversion_rate
-from tradingsite.bulk import rows_update
+from tradingsite.bulk import rows_select, rows_update
 
 from .models import Account, CashMovement, Fill, Order, Position
 from .pnl import CommissionSchedule, PositionState, apply_fill, signed
@@ -104,10 +104,7 @@ class Ledger:
     def __init__(self, orders: Iterable[Order]) -> None:
         orders = list(orders)
         self._accounts = {
-            account.pk: account
-            for account in Account.objects.select_for_update()
-            .filter(pk__in={order.account_id for order in orders})
-            .order_by("pk")
+            account.pk: account for account in _accounts_locked({o.account_id for o in orders})
         }
         self._positions = self._lock_positions(orders)
         self._booked = {pk: account.fills_booked for pk, account in self._accounts.items()}
@@ -120,12 +117,9 @@ class Ledger:
         keys = {key: order for order in orders for key in _position_keys(order)}
         if not keys:
             return {}
-        wanted = Q()
-        for account_id, instrument_id, strategy_id in keys:
-            wanted |= Q(account_id=account_id, instrument_id=instrument_id, strategy_id=strategy_id)
 
         def locked() -> dict[tuple[int, int, str], Position]:
-            rows = Position.objects.select_for_update().filter(wanted).order_by("pk")
+            rows = _positions_locked(list(keys))
             return {(p.account_id, p.instrument_id, p.strategy_id): p for p in rows}
 
         positions = locked()
@@ -215,6 +209,25 @@ class Ledger:
             moved.append(account)
         rows_update(moved, ["cash", "realized_pnl", "fills_booked"])
         self._touched, self._cash, self._realized = {}, {}, {}
+
+
+# The ledger's locks run for every fill: on PostgreSQL their SELECTs are built once
+# (tradingsite.bulk.rows_select), not by the ORM's query compiler.
+
+
+def _accounts_locked(ids: set[int]) -> list[Account]:
+    return rows_select(  # type: ignore[return-value]
+        Account, {"id": sorted(ids)}, order_by=("id",), lock=True
+    )
+
+
+def _positions_locked(keys: list[tuple[int, int, str]]) -> list[Position]:
+    return rows_select(  # type: ignore[return-value]
+        Position,
+        {("account", "instrument", "strategy_id"): keys},
+        order_by=("id",),
+        lock=True,
+    )
 
 
 def fill_book(fill: Fill, order: Order, *, booked_seq: int | None = None) -> Booking:

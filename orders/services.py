@@ -1176,14 +1176,7 @@ class _ReportsApplying:
         fills = [r for r in reports if r.kind == ReportKind.FILL]
         self.executions_seen: set[tuple[str, str]] = set()
         if fills:
-            self.executions_seen = set(
-                Fill.objects.filter(
-                    venue__in={r.venue for r in fills},
-                    venue_execution_id__in={r.execution_id for r in fills},
-                )
-                .order_by()
-                .values_list("venue", "venue_execution_id")
-            )
+            self.executions_seen = _executions_stored(fills)
         filled = {_uuid_or_none(r.client_order_id) for r in fills}
         self.ledger = books.Ledger([o for o in orders if o.pk in filled]) if fills else None
         self.fills: list[Fill] = []
@@ -1206,6 +1199,25 @@ class _ReportsApplying:
         # evaluation a second: a burst of fills needs one look).
         if self.accounts_filled:
             transaction.on_commit(_breakers_kick)
+
+
+def _executions_stored(fills: Sequence[ExecutionReport]) -> set[tuple[str, str]]:
+    """(venue, execution id) of these fills that are booked already (plain SQL on PostgreSQL:
+    this runs for every fill)."""
+    venues = sorted({r.venue for r in fills})
+    executions = sorted({r.execution_id for r in fills})
+    if connection.vendor != "postgresql":
+        return set(
+            Fill.objects.filter(venue__in=venues, venue_execution_id__in=executions)
+            .order_by()
+            .values_list("venue", "venue_execution_id")
+        )
+    rows = db.read(
+        f"SELECT venue, venue_execution_id FROM {connection.ops.quote_name(Fill._meta.db_table)}"
+        " WHERE venue = ANY(%s) AND venue_execution_id = ANY(%s)",
+        [venues, executions],
+    )
+    return {(venue, execution) for venue, execution in rows}
 
 
 def _uuid_or_none(value: str) -> UUID | None:

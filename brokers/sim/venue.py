@@ -38,7 +38,7 @@ from brokers.base import (
     refusal_report,
 )
 from brokers.models import SimOrder, SimQuote, SimReport
-from tradingsite.bulk import rows_update
+from tradingsite.bulk import rows_insert, rows_select, rows_update
 
 from . import engine
 from .config import walk_spec_for
@@ -153,10 +153,11 @@ class SimulatedVenue:
             # committed by now and is found here.
             known = {
                 order.client_order_id: order
-                for order in SimOrder.objects.filter(
-                    client_order_id__in={ticket.client_order_id for ticket in tickets}
+                for order in rows_select(
+                    SimOrder, {"client_order_id": sorted({t.client_order_id for t in tickets})}
                 )
             }
+            sent_before = set(known)
             quotes = {symbol: self._as_quote(row) for symbol, row in rows.items()}
             liquidity = {
                 symbol: engine.Liquidity(bid_size=row.bid_available, ask_size=row.ask_available)
@@ -187,10 +188,12 @@ class SimulatedVenue:
                     )
                 else:
                     answers.append(order)
-            SimOrder.objects.bulk_create([order for order, _ in placed])
+            rows_insert([order for order, _ in placed], savepoint=False)
             for order, reports in placed:
                 self._number_fills(order, reports, fills_before=0)
-            SimReport.objects.bulk_create([report for _, reports in placed for report in reports])
+                for report in reports:
+                    report.order = order
+            rows_insert([report for _, reports in placed for report in reports], savepoint=False)
             touched = []
             for symbol, row in rows.items():
                 left = liquidity[symbol]
@@ -199,9 +202,19 @@ class SimulatedVenue:
                     touched.append(row)
             if touched:
                 rows_update(touched, ["bid_available", "ask_available"])
+            # The orders placed now answer with the reports just written; one sent before
+            # (a repeated delivery) with what it has reported since.
             reports_by_order = self._reports_by_order(
-                [answer for answer in answers if isinstance(answer, SimOrder)]
+                [
+                    answer
+                    for answer in answers
+                    if isinstance(answer, SimOrder) and answer.client_order_id in sent_before
+                ]
             )
+            for order, rows in placed:
+                reports_by_order[order.pk] = [
+                    self._as_report(row, order) for row in rows if not row.suppressed
+                ]
         reports: list[ExecutionReport] = []
         for answer in answers:
             if isinstance(answer, SimOrder):
@@ -516,9 +529,9 @@ class SimulatedVenue:
         return answer
 
     def _quote_for_update(self, symbol: str) -> SimQuote:
-        row = SimQuote.objects.select_for_update().filter(symbol=symbol).first()
-        if row is not None:
-            return row
+        found = rows_select(SimQuote, {"symbol": symbol}, lock=True)
+        if found:
+            return found[0]  # type: ignore[return-value]
         try:
             spec = walk_spec_for(symbol)
         except LookupError:

@@ -91,3 +91,54 @@ def test_a_failing_rows_insert_writes_nothing_and_leaves_the_transaction_usable(
         assert message.pk is None
         assert not OutboxMessage.objects.filter(task="t").exists()
         assert not OrderEvent.objects.filter(order_id=again.id).exists()
+
+
+# --- rows_select --------------------------------------------------------------------------
+
+
+def _fields(obj) -> dict:
+    return {f.attname: getattr(obj, f.attname) for f in type(obj)._meta.concrete_fields}
+
+
+def test_rows_select_reads_what_the_orm_reads_with_the_related_rows(api, settings):
+    from tradingsite.bulk import rows_select
+
+    settings.ORDERS_INTAKE_BACKLOG_CHECK_SECONDS = 3600
+    response = api.post("/api/v1/orders/batch/", awkward_batch(3), format="json")
+    assert response.status_code == 200
+    ids = list(Order.objects.values_list("pk", flat=True))
+    expected = {
+        o.pk: o for o in Order.objects.select_related("instrument", "account").filter(pk__in=ids)
+    }
+    with CaptureQueriesContext(connection) as captured:
+        found = rows_select(
+            Order, {"id": ids}, related=("instrument", "account"), order_by=("id",), lock=True
+        )
+        for order in found:  # the related rows came with them: no query to reach them
+            assert order.instrument.symbol == "EUR_USD"
+            assert order.account.code == "ACC-1"
+    assert len(captured) == 1
+    assert [o.pk for o in found] == sorted(ids)
+    for order in found:
+        want = expected[order.pk]
+        assert _fields(order) == _fields(want)  # JSON, decimals, datetimes, UUIDs alike
+        assert _fields(order.instrument) == _fields(want.instrument)
+        assert _fields(order.account) == _fields(want.account)
+        assert not order._state.adding and order._state.db == connection.alias
+        assert order.metadata["note"] == AWKWARD
+
+
+def test_rows_select_by_value_combinations_and_nothing_for_an_empty_list(trader, instruments):
+    from orders.models import Account, Position
+    from tradingsite.bulk import rows_select
+
+    account = Account.objects.get(code="ACC-1")
+    assert rows_select(Order, {"id": []}) == []
+    first, second = (
+        Position.objects.create(account=account, instrument=instruments[symbol], strategy_id=s)
+        for symbol, s in (("EUR_USD", "s1"), ("AAPL", "s2"))
+    )
+    keys = [(account.pk, instruments["EUR_USD"].pk, "s1"), (account.pk, first.instrument_id, "x")]
+    found = rows_select(Position, {("account", "instrument", "strategy_id"): keys})
+    assert [p.pk for p in found] == [first.pk]
+    assert [p.pk for p in rows_select(Position, {"strategy_id": "s2"})] == [second.pk]
