@@ -35,3 +35,11 @@ def orders_for_update(order_ids: Iterable[UUID | str]) -> list[Order]:
 
 def _uuid(value: UUID | str) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
+
+
+def orders_read(order_ids: Iterable[UUID | str]) -> list[Order]:
+    """The orders with their instrument and account, without taking a lock (for rows this
+    transaction has locked already)."""
+    return rows_select(  # type: ignore[return-value]
+        Order, {"id": [_uuid(i) for i in order_ids]}, related=_RELATED
+    )

@@ -70,10 +70,62 @@ def message(task: str, **kwargs: Any) -> OutboxMessage:
 
 def publish_after_commit(*messages: OutboxMessage) -> None:
     """Publish written work items (of one task) once their transaction commits (at once in
-    autocommit)."""
-    if messages:
-        mark = messages[0].task not in SUBMISSIONS
-        transaction.on_commit(lambda: publish(messages, mark=mark))
+    autocommit). A lone `orders.submit` is coalesced (`publish_submission`)."""
+    if not messages:
+        return
+    if len(messages) == 1 and messages[0].task == SUBMIT:
+        transaction.on_commit(lambda: publish_submission(messages[0]))
+        return
+    mark = messages[0].task not in SUBMISSIONS
+    transaction.on_commit(lambda: publish(messages, mark=mark))
+
+
+# One `orders.submit` task per order would cap single-order intake near the Celery task rate
+# (LIMITS.md: ~900 no-op tasks/s on this machine kind, before any work), although a task
+# sends the orders queued behind its own (services.orders_submit_to_venue_many). So a
+# submission is published only when no submit task is queued and not yet started: the key
+# SUBMIT_QUEUED says one is. The task clears it as it starts (orders.tasks, before its claim),
+# so an order that found the key set was committed before that task's claim, which takes it
+# along; a claim that took its limit publishes `orders.drain` for the rest. Idle, every order
+# is published at once, as before; under load one task carries many orders.
+SUBMIT = "orders.submit"
+SUBMIT_QUEUED = "orders:submit:queued"
+# A queued task that never starts (its message lost) holds the key this long at most; the
+# orders skipped meanwhile are found by the sweeper (ORDERS_STUCK_AFTER_SECONDS).
+SUBMIT_QUEUED_MS = 1000
+
+# KEYS: the queued key, the message's sent mark. Marks the message sent (published now, or
+# carried by the queued task) and answers 1 when the caller must publish it.
+_COALESCE = """
+redis.call('SET', KEYS[2], 1, 'EX', ARGV[2])
+if redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[1]) then return 1 end
+return 0
+"""
+
+
+def publish_submission(message: OutboxMessage) -> bool:
+    """Publish one committed `orders.submit`, unless a queued submit task will take its order
+    along. One round trip to Redis (the key and the sent mark) either way, plus the publish
+    when it is due. Answers whether it was published. Redis away: the relay publishes it."""
+    try:
+        client, queued = cache.raw(SUBMIT_QUEUED)  # type: ignore[attr-defined]
+        keys = [queued, cache.make_and_validate_key(_sent_key(message.pk))]
+        due = client.eval(_COALESCE, 2, *keys, SUBMIT_QUEUED_MS, SENT_MARK_SECONDS)
+    except Exception:
+        logger.warning("submission not coalesced; the relay publishes it", exc_info=True)
+        return False
+    if not due:
+        return False
+    try:
+        _send(message.task, message.kwargs)
+    except (OperationalError, OSError, ConnectionError):
+        logger.warning("outbox publish failed; the relay will retry", exc_info=True)
+        try:  # not sent after all: neither marked nor holding the key
+            client.delete(*keys)
+        except Exception:
+            logger.warning("could not clear the marks of an unsent submission", exc_info=True)
+        return False
+    return True
 
 
 def enqueue_many(task: str, kwargs_list: Sequence[dict[str, Any]]) -> list[OutboxMessage]:

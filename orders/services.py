@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -47,7 +47,7 @@ from .exceptions import (
     InvalidTransition,
     OrderValidationError,
 )
-from .lock_objects import order_for_update, orders_for_update
+from .lock_objects import order_for_update, orders_for_update, orders_read
 from .models import Account, Fill, Instrument, Order, OrderEvent
 from .replay import encode, order_state
 from .selectors import instrument_by_symbol, instrument_rules, order_by_client_order_id
@@ -841,11 +841,7 @@ def order_submit_to_venue(*, order_id: UUID | str, correlation_id: str = "") -> 
 class BatchSubmission:
     sent: int  # orders whose venue answer was applied here
     one_by_one: list[str]  # orders to hand to `order_submit_to_venue` (see below)
-
-
-# An order validated this long ago whose task has not run yet is queued behind others: a
-# worker sending another order takes it along (`backlog`), and its own task finds it sent.
-BACKLOG_AGE_SECONDS = 0.02
+    backlog_full: bool = False  # `backlog` orders were taken along: more may be waiting
 
 
 def orders_submit_to_venue_many(
@@ -863,15 +859,18 @@ def orders_submit_to_venue_many(
     call that failed transiently (its outcome is unknown, so each is asked about, never sent
     blind). Orders already past validated are skipped: another delivery did them.
 
-    With `backlog`, up to that many other validated orders older than BACKLOG_AGE_SECONDS go
-    along (oldest first, skipping any another worker holds): the batch grows with the queue
-    behind it, and a lone order goes at once, alone."""
+    With `backlog`, up to that many other validated orders go along (oldest first, skipping
+    any another worker holds): the batch grows with the queue behind it, and a lone order goes
+    at once, alone. Orders coalesced behind a submit task (outbox.publish_submission) have no
+    task of their own: this is how they are sent."""
     one_by_one: list[str] = []
     tickets: dict[str, list[OrderTicket]] = {}
+    taken: list[Order] = []
     with transaction.atomic():
         orders = list(orders_for_update(order_ids))
         if backlog:
-            orders += _backlog_for_update(exclude=order_ids, limit=backlog)
+            taken = _backlog_for_update(exclude=order_ids, limit=backlog)
+            orders += taken
         states = (
             trading_states_restricting() if any(o.status == S.VALIDATED for o in orders) else []
         )
@@ -915,44 +914,34 @@ def orders_submit_to_venue_many(
             continue
         execution_reports_apply(reports=reports, correlation_id=correlation_id)
         sent += len(venue_tickets)
-    return BatchSubmission(sent=sent, one_by_one=one_by_one)
-
-
-def order_awaits_submission(order_id: UUID | str) -> bool:
-    """Whether a submit task still has anything to do (one read, no lock): under load most
-    `orders.submit` tasks find their order taken along by an earlier task. Plain SQL: this
-    runs for every task, and the ORM's query building cost about 1 ms here."""
-    rows = db.read(
-        f"SELECT 1 FROM {_orders_table()} WHERE id = %s AND status IN (%s, %s)",
-        [Order._meta.pk.get_db_prep_value(order_id, connection), S.VALIDATED, S.PENDING_SUBMIT],
+    return BatchSubmission(
+        sent=sent, one_by_one=one_by_one, backlog_full=bool(backlog) and len(taken) >= backlog
     )
-    return bool(rows)
 
 
 def _backlog_for_update(*, exclude: Sequence[UUID | str], limit: int) -> list[Order]:
-    """Up to `limit` other validated orders older than BACKLOG_AGE_SECONDS, oldest first,
-    locked, skipping those another worker holds. Most of the time there are none: on
-    PostgreSQL their ids are read with plain SQL (the ORM built this query in about 3 ms here),
-    the orders themselves only when there are some."""
-    cutoff = timezone.now() - timedelta(seconds=BACKLOG_AGE_SECONDS)
+    """Up to `limit` other validated orders, oldest first, locked, skipping those another
+    worker holds. No age filter: an order coalesced behind a task, committed an instant before
+    its claim, must be taken. Most of the time there are none: on PostgreSQL their ids are
+    read with plain SQL, the orders themselves only when there are some."""
     if connection.vendor != "postgresql":
         return list(
             Order.objects.select_related("instrument", "account")
-            .filter(status=S.VALIDATED, updated_at__lte=cutoff)
+            .filter(status=S.VALIDATED)
             .exclude(pk__in=list(exclude))
             .order_by("updated_at")
             .select_for_update(of=("self",), skip_locked=True)[:limit]
         )
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT id FROM {_orders_table()} WHERE status = %s AND updated_at <= %s"
+            f"SELECT id FROM {_orders_table()} WHERE status = %s"
             " AND NOT (id = ANY(%s)) ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED",
-            [S.VALIDATED, cutoff, [UUID(str(i)) for i in exclude], limit],
+            [S.VALIDATED, [UUID(str(i)) for i in exclude], limit],
         )
         ids = [row[0] for row in cursor.fetchall()]
     if not ids:
         return []
-    found = Order.objects.select_related("instrument", "account").in_bulk(ids)
+    found = {o.pk: o for o in orders_read(ids)}
     return [found[i] for i in ids if i in found]
 
 

@@ -39,16 +39,30 @@ ORDER_TASK = {
 HOUSEKEEPING = {"acks_late": True, "soft_time_limit": 50, "time_limit": 60, "expires": 30}
 
 
+def _delivery_count(key: str, *, submit_starts: bool = False) -> int:
+    """This delivery's number under `key`, counted in one round trip to Redis; with
+    `submit_starts`, that round trip also clears outbox.SUBMIT_QUEUED (a submit task starts:
+    orders submitted from now on are not left to it)."""
+    client, stored = cache.raw(key)  # type: ignore[attr-defined]
+    with client.pipeline(transaction=False) as pipe:
+        pipe.set(stored, 0, nx=True, ex=3600)
+        pipe.incr(stored)
+        if submit_starts:
+            pipe.delete(cache.make_and_validate_key(outbox.SUBMIT_QUEUED))
+        return int(pipe.execute()[1])
+
+
 @contextmanager
-def _delivery_guard(step: str, order_id: str, *, park: bool = True) -> Iterator[int]:
+def _delivery_guard(
+    step: str, order_id: str, *, park: bool = True, submit_starts: bool = False
+) -> Iterator[int]:
     """Yields this delivery's number (1: the first), or 0 when this order's step has died too
     often to try again (the order is parked for review; with `park=False`, for a key that is
     not an order, nothing is parked and the number is yielded). The count only survives
     deliveries that never finished (worker killed); a finished one clears it."""
     key = f"deliveries:{step}:{order_id}"
     try:
-        cache.add(key, 0, timeout=3600)
-        deliveries = cache.incr(key)
+        deliveries = _delivery_count(key, submit_starts=submit_starts)
     except Exception:  # Redis away: never block the order path on the guard itself
         logger.warning("delivery counter unavailable", exc_info=True)
         deliveries = 1
@@ -73,31 +87,70 @@ def _guarded(step: str, order_id: str, call: Callable[[], Any]) -> None:
             call()
 
 
-# How many queued orders one `orders.submit` task takes along (services.BACKLOG_AGE_SECONDS).
+# How many queued orders one `orders.submit` task takes along (services
+# .orders_submit_to_venue_many); when it took that many, `orders.drain` takes the rest.
 SUBMIT_BACKLOG = 99
 
 
 @shared_task(name="orders.submit", queue="orders", **ORDER_TASK)
 def order_submit_task(order_id: str, correlation_id: str = "") -> None:
-    """Send one order, and the orders queued behind it (the batch path: a lone order goes
-    alone, at once; under load one task sends many, and their own tasks find them sent)."""
-
-    if not services.order_awaits_submission(order_id):
-        return  # sent already: taken along by another task (or a duplicate delivery)
-    with _delivery_guard("submit", order_id) as delivery:
+    """Send one order, and the orders queued behind it: those taken along from the backlog,
+    among them the ones coalesced behind this task, which have no task of their own
+    (outbox.publish_submission). A lone order goes alone, at once; under load one task sends
+    many. The order may be gone already (taken along by another task): the claim skips it and
+    still takes the backlog."""
+    with _delivery_guard("submit", order_id, submit_starts=True) as delivery:
         if not delivery:
             return
         # A redelivery (the worker died under an earlier one) goes alone: an order taken along
-        # that kills its worker must not take this one down with it again and again.
+        # that kills its worker must not take this one down with it again and again. The
+        # orders coalesced behind it go with a drain, after it.
         batch = services.orders_submit_to_venue_many(
             order_ids=[order_id],
             correlation_id=correlation_id,
             backlog=SUBMIT_BACKLOG if delivery == 1 else 0,
         )
-        # Orders taken along and handed back are left to their own queued tasks; this one
-        # takes the one-order path here, retried on transient venue errors.
+        _one_by_one([i for i in batch.one_by_one if i != order_id], correlation_id)
+        # This task's own order takes the one-order path here, retried on transient errors.
         if order_id in batch.one_by_one:
             services.order_submit_to_venue(order_id=order_id, correlation_id=correlation_id)
+    if delivery != 1 or batch.backlog_full:
+        outbox.publish_now("orders.drain", correlation_id=correlation_id)
+
+
+@shared_task(name="orders.drain", queue="orders", **ORDER_TASK)
+def orders_drain_task(correlation_id: str = "") -> None:
+    """Send the validated orders waiting for a worker (a submit task took its limit, or went
+    alone as a redelivery): up to SUBMIT_BACKLOG + 1 a task, then another drain if more wait.
+    A redelivered drain drains again: what its first delivery claimed is past `validated` and
+    is the sweeper's (ORDERS_STUCK_AFTER_SECONDS), one by one."""
+    try:
+        cache.delete(outbox.SUBMIT_QUEUED)
+    except Exception:  # Redis away: orders find the key gone within SUBMIT_QUEUED_MS anyway
+        logger.warning("could not clear the queued-submission key", exc_info=True)
+    batch = services.orders_submit_to_venue_many(
+        order_ids=[], correlation_id=correlation_id, backlog=SUBMIT_BACKLOG + 1
+    )
+    _one_by_one(batch.one_by_one, correlation_id)
+    if batch.backlog_full:
+        outbox.publish_now("orders.drain", correlation_id=correlation_id)
+
+
+def _one_by_one(order_ids: list[str], correlation_id: str) -> int:
+    """The one-order path for the orders a batch handed back (found pending_submit, reached
+    by a halt, or in a venue call that failed transiently). One that meets a transient venue
+    error again is retried alone as its own `orders.submit` a second later; one that dies with
+    the worker is found by the sweeper."""
+    sent = 0
+    for order_id in order_ids:
+        try:
+            services.order_submit_to_venue(order_id=order_id, correlation_id=correlation_id)
+            sent += 1
+        except VenueTransientError:
+            order_submit_task.apply_async(
+                kwargs={"order_id": order_id, "correlation_id": correlation_id}, countdown=1
+            )
+    return sent
 
 
 @shared_task(name="orders.cancel", queue="orders", bind=True, **ORDER_TASK)
@@ -213,17 +266,7 @@ def order_submit_batch_task(order_ids: list[str], correlation_id: str = "") -> i
 
 def _send_batch(order_ids: list[str], correlation_id: str) -> int:
     """One claim, one venue call, one application of the answers
-    (services.orders_submit_to_venue_many). The orders that need the one-order path go through
-    it here; one that meets a transient venue error there is retried alone, and one that dies
-    with the worker is found by the sweeper."""
+    (services.orders_submit_to_venue_many); the orders that need the one-order path go
+    through it here (`_one_by_one`)."""
     batch = services.orders_submit_to_venue_many(order_ids=order_ids, correlation_id=correlation_id)
-    sent = batch.sent
-    for order_id in batch.one_by_one:
-        try:
-            services.order_submit_to_venue(order_id=order_id, correlation_id=correlation_id)
-            sent += 1
-        except VenueTransientError:
-            order_submit_task.apply_async(
-                kwargs={"order_id": order_id, "correlation_id": correlation_id}, countdown=1
-            )
-    return sent
+    return batch.sent + _one_by_one(batch.one_by_one, correlation_id)

@@ -54,15 +54,25 @@ def _clean_redis():
 
 
 @pytest.fixture(autouse=True)
-def _fresh_rate_limits():
-    """Each test starts with empty order-rate windows (user ids can repeat across tests)."""
+def _fresh_redis_state():
+    """Each test starts with empty order-rate windows (user ids can repeat across tests) and
+    no submit task said to be queued (outbox.SUBMIT_QUEUED: an earlier test's submission would
+    have the next test's first one coalesced behind a task that never comes)."""
+    _clear_redis_state()
     yield
+    _clear_redis_state()
+
+
+def _clear_redis_state() -> None:
     import redis
     from django.conf import settings
+
+    from orders.outbox import SUBMIT_QUEUED
 
     client = redis.Redis.from_url(settings.REDIS_URL)
     try:
         keys = list(client.scan_iter(match="ratelimit:*", count=1000))
+        keys += list(client.scan_iter(match=f"*{SUBMIT_QUEUED}", count=1000))
         if keys:
             client.delete(*keys)
     finally:

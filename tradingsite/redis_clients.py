@@ -38,6 +38,12 @@ class RedisCache(django_redis.RedisCache):
         super().__init__(server, params)
         self._class = _CacheClient
 
+    def raw(self, key: str) -> tuple[Any, str]:
+        """The redis-py client that holds `key` (for writes) and the key as the cache stores
+        it: for several commands in one round trip (a pipeline or a script)."""
+        stored = self.make_and_validate_key(key)
+        return self._cache.get_client(stored, write=True), stored
+
 
 class Channel(kombu_redis.Channel):
     _reused: tuple[Any, Any] | None = None  # (pool, client)

@@ -149,6 +149,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "orders.submit": {"queue": "orders"},
     "orders.submit_batch": {"queue": "orders"},
+    "orders.drain": {"queue": "orders"},
     "orders.cancel": {"queue": "orders"},
     "orders.modify": {"queue": "orders"},
     "orders.*": {"queue": "housekeeping"},

@@ -95,9 +95,7 @@ def test_the_task_is_published_only_after_commit(
     api, django_capture_on_commit_callbacks, monkeypatch
 ):
     published = []
-    monkeypatch.setattr(
-        "orders.outbox.publish", lambda messages, mark=True: published.extend(messages)
-    )
+    monkeypatch.setattr("orders.outbox.publish_submission", published.append)
     # when
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         submit(api)

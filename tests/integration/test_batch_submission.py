@@ -260,36 +260,58 @@ def test_the_rate_limit_counts_each_order_of_a_batch(api, instruments, settings)
     assert Order.objects.count() == 3
 
 
-def test_a_submit_task_takes_the_orders_queued_behind_it_along(market):
-    import time
-
+def test_a_submit_task_takes_the_orders_queued_behind_it_along(market, monkeypatch):
+    from orders import outbox
     from orders.tasks import order_submit_task
 
+    published = []
+    monkeypatch.setattr(outbox, "publish_now", lambda task, **kw: published.append(task))
     account = funded_account()
-    queued = validated(account, 3)
-    time.sleep(services.BACKLOG_AGE_SECONDS * 2)
+    queued = validated(account, 3)  # however young: coalesced orders have no task of their own
     own = validated(account, 1)[0]
     order_submit_task(order_id=own)
     assert Order.objects.filter(pk__in=[*queued, own], status="filled").count() == 4
-    # and the tasks of the orders taken along find them sent, at the cost of one read
+    # and the tasks of the orders taken along find them sent: reads only, no venue call
     with CaptureQueriesContext(connection) as captured:
         order_submit_task(order_id=queued[0])
-    assert len(captured.captured_queries) == 1
+    statements = [q["sql"].split()[0] for q in captured.captured_queries]
+    assert set(statements) <= {"SELECT", "SAVEPOINT", "RELEASE"}, statements
     assert SimOrder.objects.filter(client_order_id__in=[*queued, own]).count() == 4
+    assert published == []  # nothing was left behind: no drain
 
 
-def test_a_redelivered_submit_task_goes_alone(market):
+def test_a_submit_task_that_took_its_limit_leaves_the_rest_to_a_drain(market, monkeypatch):
+    from orders import outbox, tasks
+
+    published = []
+    monkeypatch.setattr(outbox, "publish_now", lambda task, **kw: published.append(task))
+    monkeypatch.setattr(tasks, "SUBMIT_BACKLOG", 2)
+    account = funded_account()
+    ids = validated(account, 6)
+    tasks.order_submit_task(order_id=ids[-1])
+    assert Order.objects.filter(pk__in=ids, status="filled").count() == 3  # its own and 2
+    assert published == ["orders.drain"]
+    # the drain takes up to SUBMIT_BACKLOG + 1, and leaves the rest to another
+    tasks.orders_drain_task()
+    assert Order.objects.filter(pk__in=ids, status="filled").count() == 6
+    assert published == ["orders.drain", "orders.drain"]
+    tasks.orders_drain_task()  # nothing left: no drain after it
+    assert published == ["orders.drain", "orders.drain"]
+
+
+def test_a_redelivered_submit_task_goes_alone_then_drains(market, monkeypatch):
     """The worker died under the first delivery (an order taken along may be what killed it):
-    the redelivery sends its own order only."""
-    import time
-
+    the redelivery sends its own order only, then leaves the others to a drain (orders
+    coalesced behind it have no task of their own)."""
     from django.core.cache import cache
 
+    from orders import outbox
     from orders.tasks import order_submit_task
 
+    published = []
+    monkeypatch.setattr(outbox, "publish_now", lambda task, **kw: published.append(task))
     account = funded_account()
     queued = validated(account, 3)
-    time.sleep(services.BACKLOG_AGE_SECONDS * 2)
     own = validated(account, 1)[0]
     cache.set(f"deliveries:submit:{own}", 1, timeout=60)  # the first delivery never finished
     order_submit_task(order_id=own)
@@ -298,6 +320,7 @@ def test_a_redelivered_submit_task_goes_alone(market):
         "validated"
     }
     assert cache.get(f"deliveries:submit:{own}") is None
+    assert published == ["orders.drain"]
 
 
 def test_a_redelivered_batch_is_split_into_one_task_per_order(market, monkeypatch):

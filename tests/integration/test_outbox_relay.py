@@ -1,6 +1,7 @@
 """The outbox relay and submissions: the publish after commit marks a submission's row in
-Redis only; the relay marks it in the database without publishing again, and publishes only
-rows that were never sent and whose orders still wait."""
+Redis only (and publishes it only when no submit task is queued: coalescing); the relay marks
+it in the database without publishing again, and publishes only rows that were never sent and
+whose orders still wait."""
 
 import pytest
 from django.core.cache import cache
@@ -88,3 +89,26 @@ def test_an_unsent_batch_of_submissions_is_published_once(api, sent, monkeypatch
         ("orders.submit_batch", ids)
     ]
     assert not OutboxMessage.objects.filter(published_at__isnull=True).exists()
+
+
+def test_submissions_coalesce_behind_a_queued_submit_task(api, sent):
+    """While a published submit task has not started, later submissions are not published:
+    the task takes their orders along. They are marked sent, so the relay leaves them alone."""
+    first = submit(api, client_order_id="c1")["id"]
+    second = submit(api, client_order_id="c2")["id"]
+    third = submit(api, client_order_id="c3")["id"]
+    assert [kwargs["order_id"] for _, kwargs in sent] == [first]
+    for order_id in (first, second, third):
+        assert cache.get(outbox._sent_key(row_of(order_id).pk)) == 1
+    assert outbox.relay(older_than_seconds=0) == 0
+    assert len(sent) == 1
+    # when the task starts (it clears the key before its claim), the next order has its own
+    cache.delete(outbox.SUBMIT_QUEUED)
+    fourth = submit(api, client_order_id="c4")["id"]
+    assert [kwargs["order_id"] for _, kwargs in sent] == [first, fourth]
+
+
+def test_a_queued_task_that_never_starts_holds_the_key_for_a_moment_only(api, sent):
+    submit(api, client_order_id="k1")
+    client, stored = cache.raw(outbox.SUBMIT_QUEUED)
+    assert 0 < client.pttl(stored) <= outbox.SUBMIT_QUEUED_MS
