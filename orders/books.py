@@ -23,7 +23,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from brokers.marketdata import conversion_rate
-from tradingsite.bulk import rows_select, rows_update
+from tradingsite.bulk import RowWrites, rows_select
 
 from .models import Account, CashMovement, Fill, Order, Position
 from .pnl import CommissionSchedule, PositionState, apply_fill, signed
@@ -184,9 +184,11 @@ class Ledger:
         )
         return booking
 
-    def flush(self) -> None:
+    def flush(self, writes: RowWrites | None = None) -> None:
+        """Write the moved rows, or add them to `writes` (the caller's other writes)."""
+        together = writes if writes is not None else RowWrites()
         if self._touched:
-            rows_update(
+            together.update(
                 list(self._touched.values()),
                 [
                     "quantity",
@@ -207,7 +209,9 @@ class Ledger:
             account.realized_pnl += self._realized[account_id]
             account.fills_booked = max(account.fills_booked, self._booked[account_id])
             moved.append(account)
-        rows_update(moved, ["cash", "realized_pnl", "fills_booked"])
+        together.update(moved, ["cash", "realized_pnl", "fills_booked"])
+        if writes is None:
+            together.flush()
         self._touched, self._cash, self._realized = {}, {}, {}
 
 

@@ -37,7 +37,7 @@ from risk import services as risk_services
 from risk.exceptions import RiskRejected
 from risk.selectors import trading_state_among, trading_state_for, trading_states_restricting
 from tradingsite import db
-from tradingsite.bulk import rows_copy, rows_insert, rows_update
+from tradingsite.bulk import RowWrites, rows_copy, rows_insert
 
 from . import actors, books, outbox
 from .exceptions import (
@@ -147,11 +147,14 @@ class _OrderWrites:
         self.events.append(event)
         return event
 
-    def flush(self) -> None:
+    def flush(self, writes: RowWrites | None = None) -> None:
+        """Write them, or add them to `writes` (the caller's other writes: one statement)."""
+        together = writes if writes is not None else RowWrites()
         if self.orders:
-            rows_update(list(self.orders.values()), sorted(self.fields))
-        if self.events:
-            rows_copy(self.events)
+            together.update(list(self.orders.values()), sorted(self.fields))
+        together.insert(self.events)
+        if writes is None:
+            together.flush()
         self.orders, self.fields, self.events = {}, set(), []
 
 
@@ -1179,11 +1182,13 @@ class _ReportsApplying:
         return self.rates[key]
 
     def flush(self) -> None:
+        # Positions, accounts, fills, orders and events: one statement (tradingsite.bulk).
+        writes = RowWrites()
         if self.ledger is not None:
-            self.ledger.flush()
-        if self.fills:
-            rows_copy(self.fills)
-        self.writes.flush()
+            self.ledger.flush(writes)
+        writes.insert(self.fills)
+        self.writes.flush(writes)
+        writes.flush()
         # Circuit breakers look at the books as soon as these fills are committed (at most one
         # evaluation a second: a burst of fills needs one look).
         if self.accounts_filled:

@@ -28,10 +28,17 @@ def rows_update(objects: Sequence[Model], fields: Sequence[str]) -> int:
     the number of rows updated."""
     if not objects or not fields:
         return 0
-    model = type(objects[0])
     if connection.vendor != "postgresql":
+        model = type(objects[0])
         return model._default_manager.bulk_update(objects, list(fields), batch_size=500)
-    meta = model._meta
+    sql, params = _update_sql(objects, fields)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def _update_sql(objects: Sequence[Model], fields: Sequence[str]) -> tuple[str, list[Any]]:
+    meta = type(objects[0])._meta
     quote = connection.ops.quote_name
     columns = [meta.pk, *(meta.get_field(name) for name in fields)]
     casts = ", ".join(f"%s::{column.db_type(connection)}" for column in columns)
@@ -50,9 +57,76 @@ def rows_update(objects: Sequence[Model], fields: Sequence[str]) -> int:
         f"FROM (VALUES {values}) AS v({names}) "
         f"WHERE t.{quote(meta.pk.column)} = v.{quote('v_' + meta.pk.column)}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
+    return sql, params
+
+
+def _insert_sql(group: Sequence[Model], *, returning: bool) -> tuple[str, list[Any], bool]:
+    """The multi-row INSERT of one model's new objects; answers whether it returns their
+    generated keys (`returning`, for a model whose key the database generates)."""
+    meta = type(group[0])._meta
+    quote = connection.ops.quote_name
+    generated, fields = _inserted_fields(meta)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    keyed = returning and generated
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES {', '.join([row] * len(group))}"
+        + (f" RETURNING {quote(meta.pk.column)}" if keyed else "")
+    )
+    params = [
+        field.get_db_prep_save(field.pre_save(obj, True), connection)
+        for obj in group
+        for field in fields
+    ]
+    return sql, params, keyed
+
+
+class RowWrites:
+    """The row writes of one transaction, gathered and sent together at `flush`: on
+    PostgreSQL one statement (each write a data-modifying WITH query; every one runs once, on
+    the same snapshot, so two writes must not touch the same row), plus a COPY for a large
+    insert. Elsewhere one statement each. Inserted rows' generated keys are not read back (as
+    `rows_copy`): use it for keys set in Python, or nobody reads after the insert."""
+
+    def __init__(self) -> None:
+        self.updates: list[tuple[Sequence[Model], Sequence[str]]] = []
+        self.inserts: list[Sequence[Model]] = []
+
+    def update(self, objects: Sequence[Model], fields: Sequence[str]) -> None:
+        if objects and fields:
+            self.updates.append((list(objects), list(fields)))
+
+    def insert(self, objects: Sequence[Model]) -> None:
+        if objects:
+            self.inserts.append(list(objects))
+
+    def flush(self) -> None:
+        updates, inserts = self.updates, self.inserts
+        self.updates, self.inserts = [], []
+        if connection.vendor != "postgresql":
+            for objects, fields in updates:
+                rows_update(objects, fields)
+            for objects in inserts:
+                rows_copy(objects)
+            return
+        parts: list[tuple[str, list[Any]]] = [_update_sql(o, f) for o, f in updates]
+        for objects in inserts:
+            if len(objects) >= COPY_MIN_ROWS:
+                rows_copy(objects)
+            else:
+                sql, params, _ = _insert_sql(objects, returning=False)
+                parts.append((sql, params))
+                _mark_saved(objects)
+        if not parts:
+            return
+        if len(parts) == 1:
+            sql, params = parts[0]
+        else:
+            sql = "WITH " + ", ".join(f"w{i} AS ({part})" for i, (part, _) in enumerate(parts))
+            sql += " SELECT 1"
+            params = [p for _, part_params in parts for p in part_params]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
 
 
 def rows_insert(*groups: Sequence[Model], savepoint: bool = True) -> None:
@@ -83,20 +157,9 @@ def _insert(*groups: Sequence[Model], savepoint: bool) -> None:
     params: list[object] = []
     keyed: list[tuple[int, Sequence[Model]]] = []
     for index, group in enumerate(groups):
-        meta = type(group[0])._meta
-        generated, fields = _inserted_fields(meta)
-        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        returning = f" RETURNING {quote(meta.pk.column)}" if generated else ""
-        parts.append(
-            f"g{index} AS (INSERT INTO {quote(meta.db_table)} "
-            f"({', '.join(quote(f.column) for f in fields)}) "
-            f"VALUES {', '.join([row] * len(group))}{returning})"
-        )
-        params.extend(
-            field.get_db_prep_save(field.pre_save(obj, True), connection)
-            for obj in group
-            for field in fields
-        )
+        sql, group_params, generated = _insert_sql(group, returning=True)
+        parts.append(f"g{index} AS ({sql})")
+        params.extend(group_params)
         if generated:
             keyed.append((index, group))
     selected = " UNION ALL ".join(

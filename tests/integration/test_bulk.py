@@ -142,3 +142,42 @@ def test_rows_select_by_value_combinations_and_nothing_for_an_empty_list(trader,
     found = rows_select(Position, {("account", "instrument", "strategy_id"): keys})
     assert [p.pk for p in found] == [first.pk]
     assert [p.pk for p in rows_select(Position, {"strategy_id": "s2"})] == [second.pk]
+
+
+# --- RowWrites ----------------------------------------------------------------------------
+
+
+def test_row_writes_update_and_insert_in_one_statement(trader, instruments):
+    from orders.models import Account, CashMovement, Position
+    from tradingsite.bulk import RowWrites
+
+    account = Account.objects.get(code="ACC-1")
+    positions = [
+        Position.objects.create(account=account, instrument=instruments[s], strategy_id="rw")
+        for s in ("EUR_USD", "AAPL")
+    ]
+    for n, position in enumerate(positions):
+        position.quantity = Decimal("1000.5") * (n + 1)
+    account.cash = Decimal("123.4567890123")
+    movements = [
+        CashMovement(account=account, amount=Decimal(n), reason=AWKWARD, actor="t") for n in (1, 2)
+    ]
+    writes = RowWrites()
+    writes.update(positions, ["quantity"])
+    writes.update([account], ["cash"])
+    writes.insert(movements)
+    with CaptureQueriesContext(connection) as captured:
+        writes.flush()
+    if connection.vendor == "postgresql":  # (elsewhere one statement per write)
+        assert len(captured) == 1
+    assert [p.quantity for p in Position.objects.filter(strategy_id="rw").order_by("pk")] == [
+        Decimal("1000.5"),
+        Decimal("2001.0"),
+    ]
+    assert Account.objects.get(pk=account.pk).cash == Decimal("123.4567890123")
+    stored = CashMovement.objects.filter(account=account).order_by("amount")
+    assert [(m.amount, m.reason) for m in stored] == [(Decimal(1), AWKWARD), (Decimal(2), AWKWARD)]
+    # and a flushed RowWrites is empty
+    with CaptureQueriesContext(connection) as captured:
+        writes.flush()
+    assert len(captured) == 0

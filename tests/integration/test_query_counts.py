@@ -114,11 +114,8 @@ FILL_QUERIES = {
     "execution id seen already?": 1,
     "lock the account": 1,
     "lock the positions": 1,
-    "update the position": 1,
-    "update cash and realized P&L": 1,
-    "insert the fill": 1,
-    "update the order": 1,
-    "insert the event": 1,
+    # (tradingsite.bulk.RowWrites: data-modifying WITH queries, one round trip)
+    "update position, cash and realized P&L, order; insert fill and event: one statement": 1,
 }
 # The first fill of a position also creates it (insert, skipping a racing creator's; lock again).
 FIRST_FILL_QUERIES = {**FILL_QUERIES, "create the position": 2}
