@@ -393,6 +393,13 @@ def submit_latency(stack: Stack, db: Db, tag: str, count: int, warmup: int = 20)
     return figures
 
 
+# How often the fill-latency client asks whether its order has filled. The latency itself is
+# read from the server's `filled` event, not from when a poll sees it; polling back to back
+# (every 2 ms until 2026-12-04) kept the web process busy answering GETs on the same two
+# cores while the worker filled the order being measured: the bench slowed what it measured.
+FILL_POLL_SECONDS = 0.010
+
+
 async def _fill_one(client: httpx.AsyncClient, body: dict[str, Any], timeout: float):
     sample = await post_order(client, body)
     result: dict[str, Any] = {"sample": sample, "final": None, "filled_at": None}
@@ -405,7 +412,7 @@ async def _fill_one(client: httpx.AsyncClient, body: dict[str, Any], timeout: fl
         status = response.json().get("status") if response.status_code == 200 else None
         if status in ("filled", "cancelled", "rejected", "expired"):
             break
-        await asyncio.sleep(0.002)
+        await asyncio.sleep(FILL_POLL_SECONDS)
     result["final"] = status
     result["seen_ms"] = (time.time() - sample.sent) * 1000
     response = await client.get(f"{ORDERS}{sample.order_id}/events/", params={"page_size": 100})
