@@ -66,19 +66,45 @@ def _insert_sql(group: Sequence[Model], *, returning: bool) -> tuple[str, list[A
     meta = type(group[0])._meta
     quote = connection.ops.quote_name
     generated, fields = _inserted_fields(meta)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     keyed = returning and generated
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-        f"VALUES {', '.join([row] * len(group))}"
-        + (f" RETURNING {quote(meta.pk.column)}" if keyed else "")
-    )
-    params = [
-        field.get_db_prep_save(field.pre_save(obj, True), connection)
+    head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+    tail = f" RETURNING {quote(meta.pk.column)}" if keyed else ""
+    rows = [
+        [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
         for obj in group
-        for field in fields
     ]
-    return sql, params, keyed
+    types = _unnest_types(meta, fields) if len(group) >= UNNEST_MIN_ROWS else None
+    if types is None:
+        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        sql = f"{head}VALUES {', '.join([row] * len(group))}{tail}"
+        return sql, [value for values in rows for value in values], keyed
+    # One array per column: a few parameters whatever the number of rows (as Django's own
+    # bulk_create on PostgreSQL), not one per value for psycopg to parse and quote.
+    columns = ", ".join(f"(%s)::{db_type}[]" for db_type in types)
+    arrays = [list(column) for column in zip(*rows, strict=True)]
+    return f"{head}SELECT * FROM UNNEST({columns}){tail}", arrays, keyed
+
+
+# From this many rows an INSERT sends one array per column (UNNEST) instead of a VALUES row
+# per object.
+UNNEST_MIN_ROWS = 4
+_unnest_types_of: dict[Any, list[str] | None] = {}
+
+
+def _unnest_types(meta: Any, fields: list[Field]) -> list[str] | None:
+    """The array element type of each column, or None when a column cannot travel as an array
+    (the conditions Django's PostgreSQL insert compiler checks for its UNNEST)."""
+    if meta not in _unnest_types_of:
+        eligible = all(
+            not hasattr(field, "get_placeholder")
+            and (field.target_field if field.is_relation else field).get_internal_type()
+            in connection.data_types
+            for field in fields
+        )
+        _unnest_types_of[meta] = (
+            [field.db_type(connection).split("(")[0] for field in fields] if eligible else None
+        )
+    return _unnest_types_of[meta]
 
 
 class RowWrites:

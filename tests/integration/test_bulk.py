@@ -10,7 +10,7 @@ from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from orders.models import Order, OrderEvent, OutboxMessage
-from tradingsite.bulk import COPY_MIN_ROWS, rows_insert
+from tradingsite.bulk import COPY_MIN_ROWS, UNNEST_MIN_ROWS, rows_insert
 
 pytestmark = pytest.mark.django_db
 
@@ -36,7 +36,9 @@ def awkward_batch(count: int) -> dict:
     }
 
 
-@pytest.mark.parametrize("count", [3, COPY_MIN_ROWS + 5], ids=["insert", "copy"])
+@pytest.mark.parametrize(
+    "count", [3, UNNEST_MIN_ROWS + 4, COPY_MIN_ROWS + 5], ids=["insert", "unnest", "copy"]
+)
 def test_a_batch_stores_exactly_what_was_sent(api, settings, count):
     settings.ORDERS_INTAKE_BACKLOG_CHECK_SECONDS = 3600
     response = api.post("/api/v1/orders/batch/", awkward_batch(count), format="json")
