@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -38,7 +39,7 @@ from brokers.base import (
     refusal_report,
 )
 from brokers.models import SimOrder, SimQuote, SimReport
-from tradingsite.bulk import rows_insert, rows_select, rows_update
+from tradingsite.bulk import QueryTemplate, rows_insert, rows_select, rows_update
 
 from . import engine
 from .config import walk_spec_for
@@ -377,12 +378,13 @@ class SimulatedVenue:
             return self._set_quote(row, new)
 
     def _set_quote(self, row: SimQuote, new: Quote) -> int:
-        before = SimReport.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        before = _LAST_REPORT_ID.rows()
+        before = before[0][0] if before else 0
         row.seq, row.bid, row.ask = new.seq, new.bid, new.ask
         row.bid_size = row.bid_available = new.bid_size
         row.ask_size = row.ask_available = new.ask_size
         row.at = timezone.now()
-        row.save()
+        rows_update([row], _QUOTE_FIELDS)
         now = row.at
         working = _working_orders_to_act_on(symbol=row.symbol, bid=row.bid, ask=row.ask, now=now)
         for order in working:
@@ -393,7 +395,7 @@ class SimulatedVenue:
                 self._report(order, ReportKind.EXPIRED, reason="expired")
                 continue
             self._match(order, row, on_arrival=False)
-        return SimReport.objects.filter(id__gt=before).count()
+        return len(_REPORTS_AFTER.rows(before=before))
 
     # --- internals --------------------------------------------------------------------
 
@@ -672,6 +674,33 @@ def _working_ids_to_act_on(
     return arms[0].union(*arms[1:], all=True)
 
 
+# Every quote of every symbol runs these: compiled once (tradingsite.bulk.QueryTemplate).
+_QUOTE_FIELDS = [
+    "seq",
+    "bid",
+    "ask",
+    "bid_size",
+    "ask_size",
+    "bid_available",
+    "ask_available",
+    "at",
+]
+_LAST_REPORT_ID = QueryTemplate(
+    lambda: SimReport.objects.order_by("-id").values_list("id", flat=True)[:1]
+)
+_REPORTS_AFTER = QueryTemplate(
+    lambda before: SimReport.objects.filter(id__gt=before).values_list("id", flat=True),
+    before=-987654321,
+)
+_WORKING_IDS = QueryTemplate(
+    _working_ids_to_act_on,
+    symbol="\x00symbol",
+    bid=Decimal("-1.000000000123"),
+    ask=Decimal("-2.000000000456"),
+    now=datetime(1901, 2, 3, 4, 5, 6, 789, tzinfo=UTC),
+)
+
+
 def _working_orders_to_act_on(
     *, symbol: str, bid: Decimal, ask: Decimal, now: Any
 ) -> list[SimOrder]:
@@ -683,7 +712,7 @@ def _working_orders_to_act_on(
     symbol. The ids come from _working_ids_to_act_on, then the rows are locked by primary key
     in id order with the whole filter checked again on the locked rows: the rows a single
     SELECT ... FOR UPDATE with _may_act_on would have locked."""
-    ids = set(_working_ids_to_act_on(symbol=symbol, bid=bid, ask=ask, now=now))
+    ids = {row[0] for row in _WORKING_IDS.rows(symbol=symbol, bid=bid, ask=ask, now=now)}
     if not ids:
         return []
     return list(_working_orders_for_update(ids=ids, symbol=symbol, bid=bid, ask=ask, now=now))

@@ -183,3 +183,40 @@ def test_row_writes_update_and_insert_in_one_statement(trader, instruments):
     with CaptureQueriesContext(connection) as captured:
         writes.flush()
     assert len(captured) == 0
+
+
+# --- QueryTemplate ------------------------------------------------------------------------
+
+
+def test_a_query_template_answers_what_its_queryset_would(trader, instruments):
+    from datetime import UTC, datetime, timedelta
+
+    from orders.models import Account, CashMovement
+    from tradingsite.bulk import QueryTemplate
+
+    account = Account.objects.get(code="ACC-1")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for n in range(5):
+        CashMovement.objects.create(
+            account=account, amount=Decimal(n), reason="r", actor="t", at=start + timedelta(n)
+        )
+
+    def build(low, since):
+        return (
+            CashMovement.objects.filter(amount__gte=low, at__gte=since)
+            .order_by("amount")
+            .values_list("amount", flat=True)
+        )
+
+    template = QueryTemplate(
+        build, low=Decimal("-1.000000000123"), since=datetime(1901, 2, 3, tzinfo=UTC)
+    )
+    for low, since in [
+        (Decimal(1), start),
+        (Decimal(0), start + timedelta(3)),
+        (Decimal(9), start),
+    ]:
+        assert [row[0] for row in template.rows(low=low, since=since)] == list(build(low, since))
+    # compiled once where the values reach the database as they are (PostgreSQL); elsewhere
+    # (SQLite sends decimals and datetimes as text) built again for each call
+    assert (template.compiled is not None) == (connection.vendor == "postgresql")
