@@ -675,16 +675,7 @@ def _working_ids_to_act_on(
 
 
 # Every quote of every symbol runs these: compiled once (tradingsite.bulk.QueryTemplate).
-_QUOTE_FIELDS = [
-    "seq",
-    "bid",
-    "ask",
-    "bid_size",
-    "ask_size",
-    "bid_available",
-    "ask_available",
-    "at",
-]
+_QUOTE_FIELDS = [f.name for f in SimQuote._meta.concrete_fields if f.name not in ("id", "symbol")]
 _LAST_REPORT_ID = QueryTemplate(
     lambda: SimReport.objects.order_by("-id").values_list("id", flat=True)[:1]
 )
