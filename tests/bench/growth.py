@@ -97,6 +97,10 @@ def make_env() -> dict[str, str]:
         LOG_LEVEL="WARNING",
         # As in the bench stack: the rate limit check runs on every order but never trips.
         RISK_ORDERS_PER_MINUTE="1000000000",
+        # No worker runs here, so every timed submit stays `validated`: past the default
+        # backpressure limit (5,000 waiting) a larger --submit-count would be refused. The
+        # check still runs (every ORDERS_INTAKE_BACKLOG_CHECK_SECONDS), it just never trips.
+        ORDERS_INTAKE_MAX_BACKLOG="1000000",
         RECONCILE_ON_WORKER_START="false",
     )
     return env
