@@ -103,6 +103,19 @@ return 0
 """
 
 
+def submit_task_starts(pipe: Any = None) -> None:
+    """A submit task starts: orders submitted from now on are not left to it (it clears
+    SUBMIT_QUEUED before its claim). On `pipe` (a cache pipeline: in that round trip), or at
+    once; Redis away, the key expires within SUBMIT_QUEUED_MS anyway."""
+    if pipe is not None:
+        pipe.delete(cache.make_and_validate_key(SUBMIT_QUEUED))
+        return
+    try:
+        cache.delete(SUBMIT_QUEUED)
+    except Exception:
+        logger.warning("could not clear the queued-submission key", exc_info=True)
+
+
 def publish_submission(message: OutboxMessage) -> bool:
     """Publish one committed `orders.submit`, unless a queued submit task will take its order
     along. One round trip to Redis (the key and the sent mark) either way, plus the publish

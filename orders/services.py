@@ -36,8 +36,7 @@ from brokers.registry import venue_for, venue_names
 from risk import services as risk_services
 from risk.exceptions import RiskRejected
 from risk.selectors import trading_state_among, trading_state_for, trading_states_restricting
-from tradingsite import db
-from tradingsite.bulk import RowWrites, rows_copy, rows_insert
+from tradingsite.bulk import RowWrites, rows_copy, rows_insert, rows_select
 
 from . import actors, books, outbox
 from .exceptions import (
@@ -227,8 +226,8 @@ def order_submit(
     Idempotent by (account, client_order_id): the same body again answers the stored order
     (created=False); another body raises DuplicateClientOrderId. A repeat is found by the
     unique key when its insert fails, or when the gate refuses it (no lookup before: a new
-    order, the common case, costs one statement less), and is not counted by the rate limit. Invalid terms raise
-    OrderValidationError and store nothing. Then the risk gate: RateLimited (429),
+    order, the common case, costs one statement less). Neither a repeat nor a refused order
+    is counted by the rate limit. Invalid terms raise OrderValidationError and store nothing. Then the risk gate: RateLimited (429),
     TradingHalted (423) and RiskUnavailable (503) store nothing; breached limits store the
     order as rejected, with its reasons, and raise RiskRejected (422). The order, its events
     and its outbox row are one transaction; the venue is reached only after commit.
@@ -249,8 +248,10 @@ def order_submit(
         )
         breaches = risk_services.order_limit_breaches(gate, reducing=reducing)
     except ApplicationError as refusal:
+        # A refused order is not counted by the rate limit (a halt refuses after the count).
         # A repeat is answered with what the first request got, whatever the gate says now,
         # and leaves no refusal in the audit trail.
+        risk_services.order_rate_release(admission)
         repeat = _repeat_of(account, terms.client_order_id, fingerprint)
         if repeat is None:
             risk_services.refusal_record(refusal)
@@ -1196,22 +1197,16 @@ class _ReportsApplying:
 
 
 def _executions_stored(fills: Sequence[ExecutionReport]) -> set[tuple[str, str]]:
-    """(venue, execution id) of these fills that are booked already (plain SQL on PostgreSQL:
-    this runs for every fill)."""
-    venues = sorted({r.venue for r in fills})
-    executions = sorted({r.execution_id for r in fills})
-    if connection.vendor != "postgresql":
-        return set(
-            Fill.objects.filter(venue__in=venues, venue_execution_id__in=executions)
-            .order_by()
-            .values_list("venue", "venue_execution_id")
-        )
-    rows = db.read(
-        f"SELECT venue, venue_execution_id FROM {connection.ops.quote_name(Fill._meta.db_table)}"
-        " WHERE venue = ANY(%s) AND venue_execution_id = ANY(%s)",
-        [venues, executions],
+    """(venue, execution id) of these fills that are booked already (this runs for every
+    fill: a SELECT built once, `rows_select`)."""
+    stored = rows_select(
+        Fill,
+        {
+            "venue": sorted({r.venue for r in fills}),
+            "venue_execution_id": sorted({r.execution_id for r in fills}),
+        },
     )
-    return {(venue, execution) for venue, execution in rows}
+    return {(fill.venue, fill.venue_execution_id) for fill in stored}  # type: ignore[attr-defined]
 
 
 def _uuid_or_none(value: str) -> UUID | None:

@@ -48,7 +48,7 @@ def _delivery_count(key: str, *, submit_starts: bool = False) -> int:
         pipe.set(stored, 0, nx=True, ex=3600)
         pipe.incr(stored)
         if submit_starts:
-            pipe.delete(cache.make_and_validate_key(outbox.SUBMIT_QUEUED))
+            outbox.submit_task_starts(pipe)
         return int(pipe.execute()[1])
 
 
@@ -100,7 +100,8 @@ def order_submit_task(order_id: str, correlation_id: str = "") -> None:
     many. The order may be gone already (taken along by another task): the claim skips it and
     still takes the backlog."""
     with _delivery_guard("submit", order_id, submit_starts=True) as delivery:
-        if not delivery:
+        if not delivery:  # parked for review: the orders coalesced behind it go with a drain
+            outbox.publish_now("orders.drain", correlation_id=correlation_id)
             return
         # A redelivery (the worker died under an earlier one) goes alone: an order taken along
         # that kills its worker must not take this one down with it again and again. The
@@ -124,10 +125,7 @@ def orders_drain_task(correlation_id: str = "") -> None:
     alone as a redelivery): up to SUBMIT_BACKLOG + 1 a task, then another drain if more wait.
     A redelivered drain drains again: what its first delivery claimed is past `validated` and
     is the sweeper's (ORDERS_STUCK_AFTER_SECONDS), one by one."""
-    try:
-        cache.delete(outbox.SUBMIT_QUEUED)
-    except Exception:  # Redis away: orders find the key gone within SUBMIT_QUEUED_MS anyway
-        logger.warning("could not clear the queued-submission key", exc_info=True)
+    outbox.submit_task_starts()
     batch = services.orders_submit_to_venue_many(
         order_ids=[], correlation_id=correlation_id, backlog=SUBMIT_BACKLOG + 1
     )

@@ -424,3 +424,23 @@ def test_a_client_order_id_racing_another_request_is_stored_once(market, monkeyp
     assert sorted(
         Order.objects.filter(account=account).values_list("client_order_id", flat=True)
     ) == ["b", "race"]
+
+
+def test_a_parked_submit_task_leaves_the_orders_behind_it_to_a_drain(market, monkeypatch, settings):
+    from django.core.cache import cache
+
+    from orders import outbox
+    from orders.tasks import order_submit_task
+
+    published = []
+    monkeypatch.setattr(outbox, "publish_now", lambda task, **kw: published.append(task))
+    account = funded_account()
+    queued = validated(account, 2)
+    own = validated(account, 1)[0]
+    cache.set(f"deliveries:submit:{own}", settings.ORDERS_MAX_DELIVERIES, timeout=60)
+    order_submit_task(order_id=own)
+    assert Order.objects.get(pk=own).needs_review
+    assert published == ["orders.drain"]
+    assert set(Order.objects.filter(pk__in=queued).values_list("status", flat=True)) == {
+        "validated"
+    }

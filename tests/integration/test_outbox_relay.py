@@ -3,8 +3,10 @@ Redis only (and publishes it only when no submit task is queued: coalescing); th
 it in the database without publishing again, and publishes only rows that were never sent and
 whose orders still wait."""
 
+from decimal import Decimal as D
+
 import pytest
-from django.core.cache import cache
+from django.core.cache import cache, caches
 
 from orders import outbox, services
 from orders.models import OutboxMessage
@@ -112,3 +114,56 @@ def test_a_queued_task_that_never_starts_holds_the_key_for_a_moment_only(api, se
     submit(api, client_order_id="k1")
     client, stored = cache.raw(outbox.SUBMIT_QUEUED)
     assert 0 < client.pttl(stored) <= outbox.SUBMIT_QUEUED_MS
+
+
+def test_redis_away_at_publish_the_relay_publishes_it_once(api, sent, monkeypatch):
+    def down(*args, **kwargs):
+        raise ConnectionError("Redis is away")
+
+    with monkeypatch.context() as broken:
+        broken.setattr(type(caches["default"]), "raw", down)  # the coalescing script's client
+        order_id = submit(api, client_order_id="away")["id"]
+    assert sent == []  # accepted and stored, not published
+    assert cache.get(outbox._sent_key(row_of(order_id).pk)) is None
+    assert outbox.relay(older_than_seconds=0) == 1
+    assert outbox.relay(older_than_seconds=0) == 0
+    assert [kwargs["order_id"] for _, kwargs in sent] == [order_id]
+
+
+def test_a_failed_publish_frees_the_key_for_the_next_order(api, sent, monkeypatch):
+    def unreachable(*args, **kwargs):
+        from kombu.exceptions import OperationalError
+
+        raise OperationalError("Connection refused")
+
+    with monkeypatch.context() as broken:
+        broken.setattr(outbox, "_send", unreachable)
+        failed = submit(api, client_order_id="f1")["id"]
+    # not marked, and no task said to be queued: the next order is published itself
+    assert cache.get(outbox._sent_key(row_of(failed).pk)) is None
+    assert cache.get(outbox.SUBMIT_QUEUED) is None
+    following = submit(api, client_order_id="f2")["id"]
+    assert [kwargs["order_id"] for _, kwargs in sent] == [following]
+
+
+def test_orders_coalesced_behind_a_lost_task_are_sent_once_by_the_sweeper(api, sent):
+    """The published task's message is lost (nobody runs it; the key expires): the orders
+    coalesced behind it are marked sent, so the relay leaves them, and the sweeper sends all
+    of them, each exactly once at the venue."""
+    from brokers.models import SimOrder
+    from brokers.registry import venue_for
+    from orders.models import Order
+    from orders.tasks import order_submit_batch_task
+
+    venue_for("sim").set_quote(
+        "EUR_USD", bid=D("1.08490"), ask=D("1.08500"), bid_size=D("1e8"), ask_size=D("1e8")
+    )
+    ids = [submit(api, client_order_id=f"lost-{n}")["id"] for n in range(3)]
+    assert [kwargs["order_id"] for _, kwargs in sent] == [ids[0]]  # the lost one
+    assert outbox.relay(older_than_seconds=0) == 0
+    sent.clear()
+    services.orders_sweep_stuck(older_than=0)
+    assert [task for task, _ in sent] == ["orders.submit_batch"]
+    order_submit_batch_task(**sent[0][1])
+    assert set(Order.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"filled"}
+    assert SimOrder.objects.filter(client_order_id__in=ids).count() == 3

@@ -520,3 +520,18 @@ def test_a_repeat_is_not_counted_by_the_rate_limit(api, trader, quoted):
     assert submit(api, client_order_id="r-1").status_code == 201
     assert submit(api, client_order_id="r-2").status_code == 201
     assert submit(api, client_order_id="r-3").status_code == 429
+
+
+def test_an_order_refused_by_a_halt_is_not_counted_by_the_rate_limit(api, trader, quoted):
+    """The rate limit counts before the halt check: the refusal (and a repeat answered during
+    the halt) gives the count back."""
+    RateLimitOverride.objects.create(user=trader, orders_per_minute=3)
+    assert submit(api, client_order_id="a").status_code == 201
+    call_command("halt", "--reason", "desk closed")
+    assert submit(api, client_order_id="a").status_code == 200  # a repeat
+    assert submit(api, client_order_id="b").status_code == 423  # refused
+    call_command("resume", "--reason", "back")
+    assert submit(api, client_order_id="c").status_code == 201
+    assert submit(api, client_order_id="d").status_code == 201
+    assert submit(api, client_order_id="e").status_code == 429  # a, c and d counted
+    assert RiskEvent.objects.filter(kind="order_refused_halted").count() == 1
