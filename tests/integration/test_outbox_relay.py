@@ -35,6 +35,12 @@ def sent(monkeypatch):
     return published
 
 
+def broker_unreachable(*args, **kwargs):
+    from kombu.exceptions import OperationalError
+
+    raise OperationalError("Connection refused")
+
+
 def row_of(order_id: str) -> OutboxMessage:
     return OutboxMessage.objects.get(task="orders.submit", kwargs__order_id=order_id)
 
@@ -58,13 +64,8 @@ def test_without_its_mark_a_submission_already_sent_is_not_published_again(api, 
 
 
 def test_an_unsent_submission_is_published_once(api, sent, monkeypatch):
-    def unreachable(*args, **kwargs):
-        from kombu.exceptions import OperationalError
-
-        raise OperationalError("Connection refused")
-
     with monkeypatch.context() as broken:
-        broken.setattr(outbox, "_send", unreachable)
+        broken.setattr(outbox, "_send", broker_unreachable)
         order_id = submit(api, client_order_id="r3")["id"]
     assert sent == []
     assert outbox.relay(older_than_seconds=0) == 1
@@ -74,14 +75,9 @@ def test_an_unsent_submission_is_published_once(api, sent, monkeypatch):
 
 
 def test_an_unsent_batch_of_submissions_is_published_once(api, sent, monkeypatch):
-    def unreachable(*args, **kwargs):
-        from kombu.exceptions import OperationalError
-
-        raise OperationalError("Connection refused")
-
     orders = [{**ORDER_BODY, "client_order_id": f"rb-{n}"} for n in range(3)]
     with monkeypatch.context() as broken:
-        broken.setattr(outbox, "_send", unreachable)
+        broken.setattr(outbox, "_send", broker_unreachable)
         results = api.post("/api/v1/orders/batch/", {"orders": orders}, format="json").json()
     ids = sorted(r["order"]["id"] for r in results["results"])
     assert sent == []
@@ -131,13 +127,8 @@ def test_redis_away_at_publish_the_relay_publishes_it_once(api, sent, monkeypatc
 
 
 def test_a_failed_publish_frees_the_key_for_the_next_order(api, sent, monkeypatch):
-    def unreachable(*args, **kwargs):
-        from kombu.exceptions import OperationalError
-
-        raise OperationalError("Connection refused")
-
     with monkeypatch.context() as broken:
-        broken.setattr(outbox, "_send", unreachable)
+        broken.setattr(outbox, "_send", broker_unreachable)
         failed = submit(api, client_order_id="f1")["id"]
     # not marked, and no task said to be queued: the next order is published itself
     assert cache.get(outbox._sent_key(row_of(failed).pk)) is None
