@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import ssl
 import statistics
 import threading
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from . import http
 from .stack import OPEN_STATUSES, Stack, pg_connect
 
 ORDERS = "/api/v1/orders/"
@@ -86,27 +86,23 @@ class OrderMaker:
         }
 
 
-# One SSL context for every client: httpx builds a new one per client otherwise (~30 ms of CPU
-# each), which would stall the load generator's event loop while 200 clients start.
-SSL_CONTEXT = ssl.create_default_context()
-
-
 def client_for(stack: Stack, trader: int, connections: int = 1, timeout: float = 60.0):
-    return httpx.AsyncClient(
-        base_url=stack.base_url,
-        verify=SSL_CONTEXT,
+    """Trader `trader`'s client: its token, `connections` keep-alive connections
+    (tests/bench/http.py: why not httpx)."""
+    return http.Client(
+        stack.base_url,
         headers={"Authorization": f"Token {stack.tokens[trader]}"},
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        connections=connections,
         timeout=timeout,
     )
 
 
-async def post_order(client: httpx.AsyncClient, body: dict[str, Any]) -> Sample:
+async def post_order(client: http.Client, body: dict[str, Any]) -> Sample:
     sample = Sample(coid=body["client_order_id"], sent=time.time())
     started = time.perf_counter()
     try:
         response = await client.post(ORDERS, json=body)
-    except httpx.HTTPError as exc:
+    except http.HTTPError as exc:
         sample.error = type(exc).__name__
         sample.latency_ms = (time.perf_counter() - started) * 1000
         return sample
@@ -287,7 +283,7 @@ def cancel_leftovers(stack: Stack, db: Db, tag: str, traders: int) -> int:
             async with client_for(stack, trader, timeout=120) as client:
                 try:
                     await client.post(f"{ORDERS}cancel-all/")
-                except httpx.HTTPError:
+                except http.HTTPError:
                     pass
 
         await asyncio.gather(*(one(t) for t in range(traders)))
@@ -400,7 +396,7 @@ def submit_latency(stack: Stack, db: Db, tag: str, count: int, warmup: int = 20)
 FILL_POLL_SECONDS = 0.010
 
 
-async def _fill_one(client: httpx.AsyncClient, body: dict[str, Any], timeout: float):
+async def _fill_one(client: http.Client, body: dict[str, Any], timeout: float):
     sample = await post_order(client, body)
     result: dict[str, Any] = {"sample": sample, "final": None, "filled_at": None}
     if sample.order_id is None:
@@ -456,15 +452,15 @@ def fill_latency(stack: Stack, tag: str, count: int, warmup: int = 5):
     return figures
 
 
-async def warm(clients: list[httpx.AsyncClient], parallel: int = 20) -> None:
+async def warm(clients: list[http.Client], parallel: int = 20) -> None:
     """Open each client's connection before a timed window (GET /healthz: no database)."""
     gate = asyncio.Semaphore(parallel)
 
-    async def one(client: httpx.AsyncClient) -> None:
+    async def one(client: http.Client) -> None:
         async with gate:
             try:
                 await client.get("/healthz")
-            except httpx.HTTPError:
+            except http.HTTPError:
                 pass
 
     await asyncio.gather(*(one(c) for c in clients))
@@ -478,7 +474,7 @@ async def _closed_loop(stack: Stack, clients: int, seconds: float, maker: OrderM
         started = time.time()
         end = time.monotonic() + seconds
 
-        async def client_loop(client: httpx.AsyncClient) -> None:
+        async def client_loop(client: http.Client) -> None:
             while time.monotonic() < end:
                 samples.append(await post_order(client, maker.market()))
 
@@ -538,7 +534,7 @@ async def _batches(stack: Stack, clients: int, size: int, seconds: float, maker:
                 sent = time.time()
                 try:
                     response = await client.post(BATCH, json={"orders": orders})
-                except httpx.HTTPError as exc:
+                except http.HTTPError as exc:
                     results.append({"sent": sent, "error": type(exc).__name__, "size": size})
                     continue
                 item = {
@@ -619,7 +615,7 @@ async def _open_loop(stack: Stack, traders: int, rate: float, seconds: float, ma
         await warm(pool)
         pending: list[asyncio.Task] = []
 
-        async def send(client: httpx.AsyncClient) -> None:
+        async def send(client: http.Client) -> None:
             samples.append(await post_order(client, maker.market()))
 
         start = time.monotonic() + 0.1
