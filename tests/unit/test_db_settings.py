@@ -23,7 +23,13 @@ DB_VARIABLES = (
     "DB_POOL_TIMEOUT",
     "DB_APPLICATION_NAME",
     "CONN_MAX_AGE",
+    "DB_SERVER_SIDE_BINDING",
+    "DB_PREPARE_THRESHOLD",
 )
+
+
+# Every PostgreSQL process binds values server-side, without named prepared statements.
+BINDING = {"server_side_binding": True, "prepare_threshold": None}
 
 
 def database_settings(monkeypatch, tmp_path, **environment: str) -> dict:
@@ -50,6 +56,24 @@ def test_processes_other_than_the_web_keep_a_persistent_connection(monkeypatch, 
     assert "pool" not in db["OPTIONS"]
     assert db["CONN_MAX_AGE"] == 60
     assert db["OPTIONS"]["application_name"] == "fillmore"
+
+
+def test_values_are_bound_server_side_and_not_prepared_by_name_by_default(monkeypatch, tmp_path):
+    db = database_settings(monkeypatch, tmp_path, DATABASE_URL=POSTGRES_URL)
+    assert db["OPTIONS"]["server_side_binding"] is True
+    assert db["OPTIONS"]["prepare_threshold"] is None  # safe behind a transaction-mode pooler
+
+
+def test_binding_and_prepared_statements_follow_the_environment(monkeypatch, tmp_path):
+    db = database_settings(
+        monkeypatch,
+        tmp_path,
+        DATABASE_URL=POSTGRES_URL,
+        DB_SERVER_SIDE_BINDING="false",
+        DB_PREPARE_THRESHOLD="5",
+    )
+    assert db["OPTIONS"]["server_side_binding"] is False
+    assert db["OPTIONS"]["prepare_threshold"] == 5
 
 
 def test_the_pool_takes_its_sizes_from_the_environment(monkeypatch, tmp_path):
@@ -101,6 +125,7 @@ def test_sqlite_never_gets_a_pool(monkeypatch, tmp_path):
     # then
     assert "pool" not in db["OPTIONS"]
     assert "application_name" not in db["OPTIONS"]
+    assert "server_side_binding" not in db["OPTIONS"]
     assert "CONN_MAX_AGE" not in db
 
 
@@ -135,10 +160,14 @@ def test_an_asgi_web_process_borrows_from_the_pool_by_default():
         "OPTIONS": {
             "application_name": "fillmore-web",
             "pool": {"min_size": 1, "max_size": 8, "timeout": 10.0},
+            **BINDING,
         },
     }
 
 
 def test_an_asgi_web_process_without_the_pool_closes_its_connection_per_request():
     db = web_process_database_settings(DB_POOL="0")
-    assert db == {"CONN_MAX_AGE": 0, "OPTIONS": {"application_name": "fillmore-web"}}
+    assert db == {
+        "CONN_MAX_AGE": 0,
+        "OPTIONS": {"application_name": "fillmore-web", **BINDING},
+    }
