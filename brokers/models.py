@@ -90,7 +90,12 @@ class SimOrder(models.Model):
 
     @property
     def venue_order_id(self) -> str:
-        return f"SIM-{self.pk}"
+        return sim_venue_order_id(self.pk)
+
+
+def sim_venue_order_id(pk: int) -> str:
+    """The id the simulated venue gives the order stored under `pk`."""
+    return f"SIM-{pk}"
 
 
 class SimReport(models.Model):
