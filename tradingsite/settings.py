@@ -98,13 +98,15 @@ else:
     )
     # Server-side parameter binding (docs/operations.md, "Database connections"): values go
     # to PostgreSQL beside the statement instead of quoted into its text by psycopg, which
-    # cost about a fifth of the worker's CPU per batched order. Statements are not prepared
-    # by name unless DB_PREPARE_THRESHOLD says after how many runs: a pooler in transaction
-    # mode (PgBouncer before 1.21) does not follow named prepared statements across clients.
+    # cost about a fifth of the worker's CPU per batched order; and a statement a connection
+    # has run 5 times is prepared by name, so PostgreSQL stops parsing and planning it again
+    # (a third of its CPU per single order). Behind a pooler in transaction mode that does not
+    # track prepared statements, set DB_PREPARED_STATEMENTS=false.
     _db["OPTIONS"].setdefault(
         "server_side_binding", env.bool("DB_SERVER_SIDE_BINDING", default=True)
     )
-    _db["OPTIONS"].setdefault("prepare_threshold", env.int("DB_PREPARE_THRESHOLD", default=None))
+    if not env.bool("DB_PREPARED_STATEMENTS", default=True):
+        _db["OPTIONS"]["prepare_threshold"] = None
     # Django's psycopg pool (docs/operations.md, "Database connections"): on by default only in
     # ASGI web processes (asgi.py), where every request runs in a thread of its own and would
     # otherwise open its own connection. Prefork workers, beat and market data keep one

@@ -24,12 +24,13 @@ DB_VARIABLES = (
     "DB_APPLICATION_NAME",
     "CONN_MAX_AGE",
     "DB_SERVER_SIDE_BINDING",
-    "DB_PREPARE_THRESHOLD",
+    "DB_PREPARED_STATEMENTS",
 )
 
 
-# Every PostgreSQL process binds values server-side, without named prepared statements.
-BINDING = {"server_side_binding": True, "prepare_threshold": None}
+# Every PostgreSQL process binds values server-side (and psycopg prepares statements run
+# often: its own default, so no prepare_threshold is set).
+BINDING = {"server_side_binding": True}
 
 
 def database_settings(monkeypatch, tmp_path, **environment: str) -> dict:
@@ -58,10 +59,10 @@ def test_processes_other_than_the_web_keep_a_persistent_connection(monkeypatch, 
     assert db["OPTIONS"]["application_name"] == "fillmore"
 
 
-def test_values_are_bound_server_side_and_not_prepared_by_name_by_default(monkeypatch, tmp_path):
+def test_values_are_bound_server_side_and_statements_prepared_by_default(monkeypatch, tmp_path):
     db = database_settings(monkeypatch, tmp_path, DATABASE_URL=POSTGRES_URL)
     assert db["OPTIONS"]["server_side_binding"] is True
-    assert db["OPTIONS"]["prepare_threshold"] is None  # safe behind a transaction-mode pooler
+    assert "prepare_threshold" not in db["OPTIONS"]  # psycopg's default: after 5 runs
 
 
 def test_binding_and_prepared_statements_follow_the_environment(monkeypatch, tmp_path):
@@ -70,10 +71,10 @@ def test_binding_and_prepared_statements_follow_the_environment(monkeypatch, tmp
         tmp_path,
         DATABASE_URL=POSTGRES_URL,
         DB_SERVER_SIDE_BINDING="false",
-        DB_PREPARE_THRESHOLD="5",
+        DB_PREPARED_STATEMENTS="false",
     )
     assert db["OPTIONS"]["server_side_binding"] is False
-    assert db["OPTIONS"]["prepare_threshold"] == 5
+    assert db["OPTIONS"]["prepare_threshold"] is None  # for a pooler that loses them
 
 
 def test_the_pool_takes_its_sizes_from_the_environment(monkeypatch, tmp_path):
