@@ -6,12 +6,15 @@ once (`tradingsite.bulk.rows_select`): every state change of every order takes t
 the ORM's query compiler cost more than the query.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from uuid import UUID
 
-from tradingsite.bulk import rows_select
+from django.db import connection
+
+from tradingsite.bulk import rows_select, rows_select_from
 
 from .models import Order
+from .states import S
 
 _RELATED = ("instrument", "account")
 
@@ -37,9 +40,47 @@ def _uuid(value: UUID | str) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
 
 
-def orders_read(order_ids: Iterable[UUID | str]) -> list[Order]:
-    """The orders with their instrument and account, without taking a lock (for rows this
-    transaction has locked already)."""
-    return rows_select(  # type: ignore[return-value]
-        Order, {"id": [_uuid(i) for i in order_ids]}, related=_RELATED
+def orders_and_backlog_for_update(
+    order_ids: Sequence[UUID | str], *, limit: int
+) -> tuple[list[Order], list[Order]]:
+    """A submit task's claim: its own orders, locked (waiting for another holder, in
+    primary-key order), and up to `limit` other validated orders, oldest first, locked too,
+    skipping any another worker holds. No age filter: an order coalesced behind a task,
+    committed an instant before its claim, must be taken.
+
+    On PostgreSQL one statement: its own orders are locked first (the backlog's scan waits on
+    a one-time filter that reads them all), so two claims never wait on each other's backlog,
+    which they skip, while holding their own orders. Both are read from the locking
+    subqueries, which see each row's latest version, not the statement's snapshot."""
+    own = [_uuid(i) for i in order_ids]
+    if connection.vendor != "postgresql":
+        mine = orders_for_update(own)
+        return mine, _backlog_for_update(exclude=own, limit=limit)
+    table = connection.ops.quote_name(Order._meta.db_table)
+    found = rows_select_from(
+        Order,
+        "(SELECT * FROM own UNION ALL SELECT * FROM backlog)",
+        [own, S.VALIDATED, own, limit],
+        related=_RELATED,
+        with_=(
+            f"WITH own AS MATERIALIZED (SELECT * FROM {table} WHERE id = ANY(%s)"
+            " ORDER BY id FOR UPDATE),"
+            f" backlog AS MATERIALIZED (SELECT * FROM {table} WHERE status = %s"
+            " AND NOT (id = ANY(%s)) AND (SELECT count(*) FROM own) >= 0"
+            " ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+        ),
+    )
+    wanted = set(own)
+    mine = sorted((o for o in found if o.pk in wanted), key=lambda o: o.pk)
+    taken = sorted((o for o in found if o.pk not in wanted), key=lambda o: (o.updated_at, o.pk))
+    return mine, taken  # type: ignore[return-value]
+
+
+def _backlog_for_update(*, exclude: list[UUID], limit: int) -> list[Order]:
+    return list(
+        Order.objects.select_related(*_RELATED)
+        .filter(status=S.VALIDATED)
+        .exclude(pk__in=exclude)
+        .order_by("updated_at")
+        .select_for_update(of=("self",), skip_locked=True)[:limit]
     )

@@ -21,7 +21,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from brokers.base import (
@@ -46,7 +46,7 @@ from .exceptions import (
     InvalidTransition,
     OrderValidationError,
 )
-from .lock_objects import order_for_update, orders_for_update, orders_read
+from .lock_objects import order_for_update, orders_and_backlog_for_update, orders_for_update
 from .models import Account, Fill, Instrument, Order, OrderEvent
 from .replay import encode, order_state
 from .selectors import instrument_by_symbol, instrument_rules, order_by_client_order_id
@@ -871,10 +871,11 @@ def orders_submit_to_venue_many(
     tickets: dict[str, list[OrderTicket]] = {}
     taken: list[Order] = []
     with transaction.atomic():
-        orders = list(orders_for_update(order_ids))
         if backlog:
-            taken = _backlog_for_update(exclude=order_ids, limit=backlog)
-            orders += taken
+            mine, taken = orders_and_backlog_for_update(order_ids, limit=backlog)
+            orders = mine + taken
+        else:
+            orders = orders_for_update(order_ids)
         states = (
             trading_states_restricting() if any(o.status == S.VALIDATED for o in orders) else []
         )
@@ -921,36 +922,6 @@ def orders_submit_to_venue_many(
     return BatchSubmission(
         sent=sent, one_by_one=one_by_one, backlog_full=bool(backlog) and len(taken) >= backlog
     )
-
-
-def _backlog_for_update(*, exclude: Sequence[UUID | str], limit: int) -> list[Order]:
-    """Up to `limit` other validated orders, oldest first, locked, skipping those another
-    worker holds. No age filter: an order coalesced behind a task, committed an instant before
-    its claim, must be taken. Most of the time there are none: on PostgreSQL their ids are
-    read with plain SQL, the orders themselves only when there are some."""
-    if connection.vendor != "postgresql":
-        return list(
-            Order.objects.select_related("instrument", "account")
-            .filter(status=S.VALIDATED)
-            .exclude(pk__in=list(exclude))
-            .order_by("updated_at")
-            .select_for_update(of=("self",), skip_locked=True)[:limit]
-        )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id FROM {_orders_table()} WHERE status = %s"
-            " AND NOT (id = ANY(%s)) ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED",
-            [S.VALIDATED, [UUID(str(i)) for i in exclude], limit],
-        )
-        ids = [row[0] for row in cursor.fetchall()]
-    if not ids:
-        return []
-    found = {o.pk: o for o in orders_read(ids)}
-    return [found[i] for i in ids if i in found]
-
-
-def _orders_table() -> str:
-    return connection.ops.quote_name(Order._meta.db_table)
 
 
 def _halted_before_sending(order: Order, correlation_id: str) -> bool:

@@ -6,6 +6,7 @@ guarantee of the spine kept (halts, limits, resumes, unknown outcomes)."""
 from __future__ import annotations
 
 import random
+import re
 from decimal import Decimal
 
 import pytest
@@ -279,8 +280,8 @@ def test_a_submit_task_takes_the_orders_queued_behind_it_along(market, monkeypat
     # and the tasks of the orders taken along find them sent: reads only, no venue call
     with CaptureQueriesContext(connection) as captured:
         order_submit_task(order_id=queued[0])
-    statements = [q["sql"].split()[0] for q in captured.captured_queries]
-    assert set(statements) <= {"SELECT", "SAVEPOINT", "RELEASE"}, statements
+    statements = [q["sql"].replace("FOR UPDATE", "") for q in captured.captured_queries]
+    assert not any(re.search(r"\b(INSERT|UPDATE|DELETE)\b", sql) for sql in statements), statements
     assert SimOrder.objects.filter(client_order_id__in=[*queued, own]).count() == 4
     assert published == []  # nothing was left behind: no drain
 

@@ -1,0 +1,125 @@
+"""A submit task's claim (orders.lock_objects.orders_and_backlog_for_update): its own orders and
+the backlog behind them, locked in one statement on PostgreSQL. What is under test is the
+locking: another transaction's row locks, waited for or skipped, and the row versions read."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from orders import services
+from orders.lock_objects import orders_and_backlog_for_update, orders_for_update
+from tests.integration.test_batch_submission import validated
+from tests.integration.test_books import funded_account
+from tests.integration.test_books_concurrency import in_thread
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def orders(instruments, settings):
+    settings.RISK_ORDERS_PER_MINUTE = 10**6
+    return validated(funded_account(), 5)
+
+
+def _holding(order_id: str, *, then=None, release: threading.Event) -> tuple:
+    """Another worker: locks `order_id`, optionally changes it (`then(order)`), and commits
+    when `release` is set. Answers (thread, errors, locked) where `locked` is set once the
+    lock is held."""
+    locked = threading.Event()
+
+    def hold():
+        with transaction.atomic():
+            order = orders_for_update([order_id])[0]
+            if then is not None:
+                then(order)
+            locked.set()
+            release.wait(10)
+
+    thread, errors = in_thread(hold)
+    assert locked.wait(10), errors
+    return thread, errors, locked
+
+
+def test_one_statement_takes_the_own_order_and_the_oldest_backlog(orders):
+    own, queued = orders[-1], orders[:-1]
+    with transaction.atomic(), CaptureQueriesContext(connection) as captured:
+        mine, taken = orders_and_backlog_for_update([own], limit=3)
+    assert len(captured.captured_queries) == 1
+    assert [str(o.pk) for o in mine] == [own]
+    assert [str(o.pk) for o in taken] == queued[:3]  # oldest first, up to the limit
+    # with their instrument and account, as every order lock gives them
+    assert mine[0].instrument.symbol == "EUR_USD" and mine[0].account.code
+
+
+def test_the_backlog_skips_what_another_worker_holds_without_waiting(orders):
+    own, queued = orders[-1], orders[:-1]
+    release = threading.Event()
+    thread, errors, _ = _holding(queued[0], release=release)
+    try:
+        started = time.monotonic()
+        with transaction.atomic():
+            mine, taken = orders_and_backlog_for_update([own], limit=10)
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+        thread.join(10)
+    assert not errors
+    assert [str(o.pk) for o in mine] == [own]
+    assert [str(o.pk) for o in taken] == queued[1:]
+    assert waited < 5  # skipped, not waited for (the holder holds it up to 10 s)
+
+
+def test_the_own_order_is_waited_for_and_read_as_the_holder_left_it(orders):
+    """The holder changes the order and commits while the claim waits for it: the claim sees
+    the change (the locking subquery's latest version, not the statement's snapshot), so it
+    does not send an order another worker has just taken."""
+    own = orders[-1]
+    release = threading.Event()
+
+    def take(order):  # as another submit task's claim does
+        services._order_change(
+            order, event_type="pending_submit", actor="test", status="pending_submit"
+        )
+
+    thread, errors, _ = _holding(own, then=take, release=release)
+    answer: dict = {}
+
+    def claim():
+        with transaction.atomic():
+            answer["mine"], answer["taken"] = orders_and_backlog_for_update([own], limit=10)
+
+    claimer, claim_errors = in_thread(claim)
+    claimer.join(0.5)
+    assert claimer.is_alive()  # waiting for the holder's lock
+    release.set()
+    thread.join(10)
+    claimer.join(10)
+    assert not errors and not claim_errors
+    assert [(str(o.pk), o.status) for o in answer["mine"]] == [(own, "pending_submit")]
+    assert len(answer["taken"]) == 4
+
+
+def test_two_claims_of_different_orders_do_not_deadlock(orders):
+    """Each claim's own order sits in the other's backlog: each locks its own first, so each
+    skips the other's and neither waits."""
+    first, second = orders[0], orders[1]
+    barrier = threading.Barrier(2)
+    answers: dict[str, tuple] = {}
+
+    def claim(own: str):
+        barrier.wait(5)
+        for _ in range(20):
+            with transaction.atomic():
+                answers[own] = orders_and_backlog_for_update([own], limit=10)
+
+    threads = [in_thread(claim, own) for own in (first, second)]
+    for thread, _ in threads:
+        thread.join(30)
+    assert all(not errors for _, errors in threads), [e for _, e in threads]
+    assert [str(o.pk) for o in answers[first][0]] == [first]
+    assert [str(o.pk) for o in answers[second][0]] == [second]
