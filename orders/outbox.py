@@ -103,6 +103,18 @@ return 0
 """
 
 
+_coalesce: Any = None
+
+
+def _coalesce_script(client: Any) -> Any:
+    """_COALESCE as a redis-py Script: sent by its SHA1 (EVALSHA), its text only when Redis
+    does not know it yet (after a restart), instead of the text on every order."""
+    global _coalesce
+    if _coalesce is None:
+        _coalesce = client.register_script(_COALESCE)
+    return _coalesce
+
+
 def submit_task_starts(pipe: Any = None) -> None:
     """A submit task starts: orders submitted from now on are not left to it (it clears
     SUBMIT_QUEUED before its claim). On `pipe` (a cache pipeline: in that round trip), or at
@@ -123,7 +135,7 @@ def publish_submission(message: OutboxMessage) -> bool:
     try:
         client, queued = cache.raw(SUBMIT_QUEUED)  # type: ignore[attr-defined]
         keys = [queued, cache.make_and_validate_key(_sent_key(message.pk))]
-        due = client.eval(_COALESCE, 2, *keys, SUBMIT_QUEUED_MS, SENT_MARK_SECONDS)
+        due = _coalesce_script(client)(keys, [SUBMIT_QUEUED_MS, SENT_MARK_SECONDS], client)
     except Exception:
         logger.warning("submission not coalesced; the relay publishes it", exc_info=True)
         return False

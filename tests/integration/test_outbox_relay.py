@@ -106,6 +106,18 @@ def test_submissions_coalesce_behind_a_queued_submit_task(api, sent):
     assert [kwargs["order_id"] for _, kwargs in sent] == [first, fourth]
 
 
+def test_coalescing_survives_redis_forgetting_its_script(api, sent):
+    """The script goes by its SHA1; a Redis restarted since (SCRIPT FLUSH here) is sent its
+    text again, and the order is published as usual."""
+    first = submit(api, client_order_id="s1")["id"]
+    client, _ = cache.raw(outbox.SUBMIT_QUEUED)
+    client.script_flush()
+    cache.delete(outbox.SUBMIT_QUEUED)  # the first one's task started
+    second = submit(api, client_order_id="s2")["id"]
+    assert [kwargs["order_id"] for _, kwargs in sent] == [first, second]
+    assert cache.get(outbox._sent_key(row_of(second).pk)) == 1
+
+
 def test_a_queued_task_that_never_starts_holds_the_key_for_a_moment_only(api, sent):
     submit(api, client_order_id="k1")
     client, stored = cache.raw(outbox.SUBMIT_QUEUED)
