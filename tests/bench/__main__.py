@@ -505,6 +505,11 @@ def main(argv: list[str]) -> int:
                 queued = {}
         stack.stop()
         logs = stack.log_problems()
+        if stack.autovacuum is not None:
+            notes.append(
+                "PostgreSQL runs without autovacuum here: the bench vacuumed its database as"
+                " autovacuum's default policy would (stack.autovacuum in results.json)"
+            )
     if not runs:
         return 2
     signal.signal(signal.SIGINT, signal.default_int_handler)
