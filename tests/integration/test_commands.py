@@ -536,3 +536,19 @@ def test_run_market_data_fill_reaches_our_order_through_the_poll(trader, instrum
     assert list(order.fills.values_list("quantity", "price", "liquidity")) == [
         (D("1000"), limit, "maker")
     ]
+
+
+def test_the_autovacuum_check_says_what_the_server_runs(db):
+    from django.db import connection
+
+    from orders.checks import postgres_runs_autovacuum
+
+    found = postgres_runs_autovacuum(databases=["default"])
+    if connection.vendor != "postgresql":
+        assert found == []
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW autovacuum")
+        (value,) = cursor.fetchone()
+    assert [w.id for w in found] == ([] if value == "on" else ["orders.W001"])
+    assert postgres_runs_autovacuum(databases=None) == []  # not asked to look at a database
