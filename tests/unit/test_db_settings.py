@@ -60,21 +60,16 @@ def test_processes_other_than_the_web_keep_a_persistent_connection(monkeypatch, 
 
 
 def test_values_are_bound_server_side_and_statements_prepared_by_default(monkeypatch, tmp_path):
-    db = database_settings(monkeypatch, tmp_path, DATABASE_URL=POSTGRES_URL)
-    assert db["OPTIONS"]["server_side_binding"] is True
-    assert "prepare_threshold" not in db["OPTIONS"]  # psycopg's default: after 5 runs
+    db = database_settings(monkeypatch, tmp_path, DATABASE_URL=POSTGRES_URL)["OPTIONS"]
+    assert db["server_side_binding"] is True
+    assert "prepare_threshold" not in db  # psycopg's default: after 5 runs
 
 
 def test_binding_and_prepared_statements_follow_the_environment(monkeypatch, tmp_path):
-    db = database_settings(
-        monkeypatch,
-        tmp_path,
-        DATABASE_URL=POSTGRES_URL,
-        DB_SERVER_SIDE_BINDING="false",
-        DB_PREPARED_STATEMENTS="false",
-    )
-    assert db["OPTIONS"]["server_side_binding"] is False
-    assert db["OPTIONS"]["prepare_threshold"] is None  # for a pooler that loses them
+    off = {"DB_SERVER_SIDE_BINDING": "false", "DB_PREPARED_STATEMENTS": "false"}
+    db = database_settings(monkeypatch, tmp_path, DATABASE_URL=POSTGRES_URL, **off)["OPTIONS"]
+    assert db["server_side_binding"] is False
+    assert db["prepare_threshold"] is None  # for a pooler that loses them
 
 
 def test_the_pool_takes_its_sizes_from_the_environment(monkeypatch, tmp_path):
