@@ -498,44 +498,124 @@ def orders_submit_many(
                 _repoint_repeats(answers, order, answers[index])
         pending.clear()
 
-    for index, request in enumerate(requests):
-        account, terms = request.account, request.terms
+    def checked(index: int, request: SubmitRequest) -> tuple[datetime, Any] | None:
+        """What an order passes before it is counted: its terms (the gate's request) and a
+        busy intake. Answers (now, gate), or None with the order's answer given."""
         try:
-            fingerprint = _fingerprint(terms)
-            key = (account.pk, terms.client_order_id or "")
-            if key in in_batch:
-                answers[index] = _idempotent_repeat(in_batch[key], fingerprint)
-                continue
-            if key in stored:
-                answers[index] = _idempotent_repeat(stored[key], fingerprint)
-                continue
             now = timezone.now()
-            gate = _gate_request(account, terms, instruments.get(terms.symbol), now, False)
+            gate = _gate_request(
+                request.account, request.terms, instruments.get(request.terms.symbol), now, False
+            )
             if busy is not None:
                 raise busy
-            risk_services.order_rate_limit(
-                user=user,
-                account=account,
-                actor=actor,
-                correlation_id=correlation_id,
-                context=context,
+        except ApplicationError as error:
+            answers[index] = error
+            return None
+        return now, gate
+
+    def state_check(gate: Any, record: bool) -> bool | ApplicationError:
+        """The trading state: whether a `reducing` one applies, or the halt's refusal."""
+        try:
+            return risk_services.order_trading_state_check(
+                gate, actor=actor, correlation_id=correlation_id, context=context, record=record
             )
-            reducing = risk_services.order_trading_state_check(
-                gate, actor=actor, correlation_id=correlation_id, context=context
-            )
+        except ApplicationError as error:
+            return error
+
+    # 1. Repeats of stored orders and orders refused before the count are answered. The rest
+    # are counted against the rate limit together, in one round trip, in order, as one call
+    # each would count them: an order a halt refuses is only checked (one call would count it,
+    # then give the count back), so its refusal says 429 when over the limit, as one call's
+    # would. An order whose client order id an earlier order of this batch has is decided in
+    # step 2, once that one is: a repeat if it was accepted, else an order of its own.
+    to_count: list[tuple[int, str, tuple[int, str], datetime, Any, bool | ApplicationError]] = []
+    later: dict[int, tuple[str, tuple[int, str]]] = {}
+    named_here: set[tuple[int, str]] = set()
+    for index, request in enumerate(requests):
+        try:
+            fingerprint = _fingerprint(request.terms)
         except ApplicationError as error:
             answers[index] = error
             continue
-        if reducing or context.limits_apply(gate):
+        key = (request.account.pk, request.terms.client_order_id or "")
+        if key in stored:
+            answers[index] = _idempotent_repeat(stored[key], fingerprint)
+            continue
+        if request.terms.client_order_id and key in named_here:
+            later[index] = (fingerprint, key)
+            continue
+        found = checked(index, request)
+        if found is None:
+            continue
+        if request.terms.client_order_id:
+            named_here.add(key)
+        to_count.append((index, fingerprint, key, *found, state_check(found[1], record=False)))
+    admissions = dict(
+        zip(
+            [item[0] for item in to_count],
+            risk_services.orders_rate_limit_many(
+                user=user,
+                accounts=[requests[item[0]].account for item in to_count],
+                counted=[not isinstance(item[5], ApplicationError) for item in to_count],
+                actor=actor,
+                correlation_id=correlation_id,
+                context=context,
+            ),
+            strict=True,
+        )
+    )
+
+    # 2. In order: each order is refused, stored with the others, or takes the one-order path.
+    released: list[risk_services.RateAdmission | None] = []
+    counted = {item[0]: item for item in to_count}
+    for index, request in enumerate(requests):
+        if index in later:  # as the one-order path: count, then the state (count given back)
+            fingerprint, key = later[index]
+            if key in in_batch:
+                answers[index] = _idempotent_repeat(in_batch[key], fingerprint)
+                continue
+            found = checked(index, request)
+            if found is None:
+                continue
+            now, gate = found
+            try:
+                admission = risk_services.order_rate_limit(
+                    user=user,
+                    account=request.account,
+                    actor=actor,
+                    correlation_id=correlation_id,
+                    context=context,
+                )
+            except ApplicationError as error:
+                answers[index] = error
+                continue
+            state = state_check(gate, record=True)
+            if isinstance(state, ApplicationError):
+                released.append(admission)
+        elif index in counted:
+            _, fingerprint, key, now, gate, state = counted[index]
+            admission = admissions[index]
+            if isinstance(admission, ApplicationError):
+                answers[index] = admission
+                continue
+            if isinstance(state, ApplicationError):
+                risk_services.refusal_record(state)
+        else:
+            continue  # answered in step 1
+        if isinstance(state, ApplicationError):
+            answers[index] = state
+            continue
+        if state or context.limits_apply(gate):
             store_pending()
             answers[index] = one_by_one(request)
             continue
-        order = _new_order(gate, terms, user, now, fingerprint, [])
+        order = _new_order(gate, request.terms, user, now, fingerprint, [])
         pending.append((index, request, order))
-        if terms.client_order_id:
+        if request.terms.client_order_id:
             in_batch[key] = order
         answers[index] = SubmitResult(order=order, created=True)
     store_pending()
+    risk_services.order_rate_release_many(released)
     return [answer for answer in answers if answer is not None]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -26,7 +27,7 @@ from orders.states import OPEN
 from . import checks, selectors
 from .exceptions import RateLimited, RiskUnavailable, TradingHalted
 from .models import RiskEvent, RiskLimit, Scope, TradingMode, TradingState
-from .ratelimit import Bucket, admit, release
+from .ratelimit import Bucket, admit, admit_many, release_many
 
 logger = logging.getLogger(__name__)
 
@@ -135,27 +136,72 @@ def order_rate_limit(
         )
         wait = admit(buckets, member)
     except redis.RedisError as error:
-        raise _refused(
-            RiskUnavailable("risk checks unavailable (rate limiter unreachable): order refused"),
-            record,
-            kind="risk_unavailable",
-            actor=actor,
-            account=account.code,
-            reason=f"rate limiter unreachable: {error}",
-            correlation_id=correlation_id,
-        ) from error
+        raise _rate_unreachable(error, account, actor, correlation_id, record) from error
     if wait:
-        retry_after = max(1, math.ceil(wait))
-        raise _refused(
-            RateLimited(f"too many orders: retry after {retry_after} s", retry_after=retry_after),
-            record,
-            kind="rate_limited",
-            actor=actor,
-            account=account.code,
-            reason=f"order rate limit reached; retry after {retry_after} s",
-            correlation_id=correlation_id,
-        )
+        raise _rate_limited(wait, account, actor, correlation_id, record)
     return RateAdmission(buckets=buckets, member=member)
+
+
+def orders_rate_limit_many(
+    *,
+    user: Any,
+    accounts: Sequence[Account],
+    counted: Sequence[bool],
+    actor: str,
+    correlation_id: str = "",
+    context: GateContext,
+) -> list[RateAdmission | ApplicationError | None]:
+    """`order_rate_limit` for many orders of one trader (one per account given, in order), in
+    one round trip to Redis: each is counted or refused as one call each would have, seeing
+    the counts of those before it. An order not `counted` (refused later anyway, which would
+    give its count back) is only checked: refused when over the limit, else answered None.
+    Answers, per order, its admission or its refusal (its risk event recorded), never raising:
+    the batch intake answers each order on its own."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return [None] * len(accounts)
+    members = [uuid.uuid4().hex for _ in accounts]
+    try:
+        buckets = [context.rate_buckets(user=user, account=account) for account in accounts]
+        waits = admit_many(list(zip(buckets, members, counted, strict=True)))
+    except redis.RedisError as error:
+        return [_rate_unreachable(error, a, actor, correlation_id, True) for a in accounts]
+    return [
+        _rate_limited(wait, account, actor, correlation_id, True)
+        if wait
+        else (RateAdmission(buckets=bucket, member=member) if count else None)
+        for account, bucket, member, count, wait in zip(
+            accounts, buckets, members, counted, waits, strict=True
+        )
+    ]
+
+
+def _rate_unreachable(
+    error: Exception, account: Account, actor: str, correlation_id: str, record: bool
+) -> ApplicationError:
+    return _refused(
+        RiskUnavailable("risk checks unavailable (rate limiter unreachable): order refused"),
+        record,
+        kind="risk_unavailable",
+        actor=actor,
+        account=account.code,
+        reason=f"rate limiter unreachable: {error}",
+        correlation_id=correlation_id,
+    )
+
+
+def _rate_limited(
+    wait: float, account: Account, actor: str, correlation_id: str, record: bool
+) -> ApplicationError:
+    retry_after = max(1, math.ceil(wait))
+    return _refused(
+        RateLimited(f"too many orders: retry after {retry_after} s", retry_after=retry_after),
+        record,
+        kind="rate_limited",
+        actor=actor,
+        account=account.code,
+        reason=f"order rate limit reached; retry after {retry_after} s",
+        correlation_id=correlation_id,
+    )
 
 
 @dataclass(frozen=True)
@@ -167,12 +213,18 @@ class RateAdmission:
 def order_rate_release(admission: RateAdmission | None) -> None:
     """Uncount an admitted order that was a repeat (best effort: Redis away, it stays counted
     for the rest of its minute)."""
-    if admission is None or not admission.buckets:
+    order_rate_release_many([admission])
+
+
+def order_rate_release_many(admissions: Sequence[RateAdmission | None]) -> None:
+    """`order_rate_release` for many admissions, in one round trip."""
+    admitted = [(a.buckets, a.member) for a in admissions if a is not None and a.buckets]
+    if not admitted:
         return
     try:
-        release(admission.buckets, admission.member)
+        release_many(admitted)
     except redis.RedisError:
-        logger.warning("could not uncount a repeated order", exc_info=True)
+        logger.warning("could not uncount %d orders", len(admitted), exc_info=True)
 
 
 def _refused(error: ApplicationError, record: bool, **fields: Any) -> ApplicationError:

@@ -266,6 +266,85 @@ def test_the_rate_limit_counts_each_order_of_a_batch(api, instruments, settings)
     assert Order.objects.count() == 3
 
 
+def _batch(api, *orders):
+    """POST a batch of (client order id, symbol) market orders; answers the statuses."""
+    body = [
+        {**batch_of(1)["orders"][0], "client_order_id": coid, "symbol": symbol}
+        for coid, symbol in orders
+    ]
+    response = api.post("/api/v1/orders/batch/", {"orders": body}, format="json")
+    return [r["status"] for r in response.json()["results"]]
+
+
+def _refusals():
+    return sorted(RiskEvent.objects.exclude(kind="halt").values_list("kind", flat=True))
+
+
+def test_a_batch_is_counted_in_one_round_trip(api, instruments, settings, monkeypatch):
+    from risk import ratelimit
+
+    settings.RISK_ORDERS_PER_MINUTE = 3
+    calls = []
+    many = ratelimit.admit_many
+    monkeypatch.setattr(ratelimit, "admit", lambda *a, **k: pytest.fail("one call per order"))
+    monkeypatch.setattr(
+        "risk.services.admit_many", lambda orders: calls.append(len(orders)) or many(orders)
+    )
+    assert _batch(api, *[(f"n{i}", "EUR_USD") for i in range(5)]) == [201, 201, 201, 429, 429]
+    assert calls == [5]
+    assert _refusals() == ["rate_limited", "rate_limited"]
+
+
+def test_a_batch_with_the_rate_limiter_away_is_refused_order_by_order(
+    api, instruments, monkeypatch
+):
+    import redis
+
+    def away(orders):
+        raise redis.ConnectionError("Redis is away")
+
+    monkeypatch.setattr("risk.services.admit_many", away)
+    assert _batch(api, ("a", "EUR_USD"), ("b", "EUR_USD")) == [503, 503]
+    assert Order.objects.count() == 0
+    assert _refusals() == ["risk_unavailable", "risk_unavailable"]
+
+
+def test_an_order_a_halt_refuses_in_a_batch_leaves_the_count_to_the_others(
+    api, instruments, settings
+):
+    """As on the one-order path (counted, refused, count given back): the halted order does
+    not take a slot from the orders after it."""
+    settings.RISK_ORDERS_PER_MINUTE = 3
+    trading_halt(scope="symbol", target="GBP_USD", reason="news", actor="test")
+    statuses = _batch(api, ("a", "EUR_USD"), ("g", "GBP_USD"), ("b", "EUR_USD"), ("c", "EUR_USD"))
+    assert statuses == [201, 423, 201, 201]
+    assert _refusals() == ["order_refused_halted"]
+    assert _batch(api, ("d", "EUR_USD")) == [429]  # a, b and c count; g does not
+
+
+def test_a_halted_order_over_the_limit_in_a_batch_is_refused_for_the_limit(
+    api, instruments, settings
+):
+    """One call would count it first: over the limit, it is refused 429 (not 423), and only
+    the rate refusal is recorded."""
+    settings.RISK_ORDERS_PER_MINUTE = 1
+    trading_halt(scope="symbol", target="GBP_USD", reason="news", actor="test")
+    assert _batch(api, ("a", "EUR_USD"), ("g", "GBP_USD")) == [201, 429]
+    assert _refusals() == ["rate_limited"]
+
+
+def test_a_client_order_id_repeated_in_a_batch_after_its_first_was_refused_is_an_order(
+    api, instruments, settings
+):
+    """The first order with the id is refused (halted): the second with it is a new order,
+    counted and checked on its own, not a repeat of the refused one."""
+    settings.RISK_ORDERS_PER_MINUTE = 10
+    trading_halt(scope="symbol", target="GBP_USD", reason="news", actor="test")
+    statuses = _batch(api, ("x", "GBP_USD"), ("x", "EUR_USD"), ("x", "EUR_USD"))
+    assert statuses == [423, 201, 200]  # the third repeats the second
+    assert Order.objects.get(client_order_id="x").instrument.symbol == "EUR_USD"
+
+
 def test_a_submit_task_takes_the_orders_queued_behind_it_along(market, monkeypatch):
     from orders import outbox
     from orders.tasks import order_submit_task
@@ -402,7 +481,7 @@ def test_a_client_order_id_racing_another_request_is_stored_once(market, monkeyp
     def terms(client_order_id):
         return OrderTerms(**body, quantity=D(1000), client_order_id=client_order_id)
 
-    admit = risk_services.order_rate_limit
+    admit = risk_services.orders_rate_limit_many
     raced = []
 
     def another_request_wins(**kwargs):
@@ -411,7 +490,7 @@ def test_a_client_order_id_racing_another_request_is_stored_once(market, monkeyp
             raced[0] = services.order_submit(account=account, terms=terms("race"), actor="x")
         return admit(**kwargs)
 
-    monkeypatch.setattr(risk_services, "order_rate_limit", another_request_wins)
+    monkeypatch.setattr(risk_services, "orders_rate_limit_many", another_request_wins)
     answers = services.orders_submit_many(
         requests=[services.SubmitRequest(account, terms(c)) for c in ("race", "b", "race")],
         actor="test",
