@@ -178,14 +178,10 @@ def orders_rate_limit_many(
 def _rate_unreachable(
     error: Exception, account: Account, actor: str, correlation_id: str, record: bool
 ) -> ApplicationError:
+    refusal = RiskUnavailable("risk checks unavailable (rate limiter unreachable): order refused")
+    reason = f"rate limiter unreachable: {error}"
     return _refused(
-        RiskUnavailable("risk checks unavailable (rate limiter unreachable): order refused"),
-        record,
-        kind="risk_unavailable",
-        actor=actor,
-        account=account.code,
-        reason=f"rate limiter unreachable: {error}",
-        correlation_id=correlation_id,
+        refusal, record, **_fields("risk_unavailable", reason, account, actor, correlation_id)
     )
 
 
@@ -193,15 +189,22 @@ def _rate_limited(
     wait: float, account: Account, actor: str, correlation_id: str, record: bool
 ) -> ApplicationError:
     retry_after = max(1, math.ceil(wait))
+    refusal = RateLimited(f"too many orders: retry after {retry_after} s", retry_after=retry_after)
+    reason = f"order rate limit reached; retry after {retry_after} s"
     return _refused(
-        RateLimited(f"too many orders: retry after {retry_after} s", retry_after=retry_after),
-        record,
-        kind="rate_limited",
-        actor=actor,
-        account=account.code,
-        reason=f"order rate limit reached; retry after {retry_after} s",
-        correlation_id=correlation_id,
+        refusal, record, **_fields("rate_limited", reason, account, actor, correlation_id)
     )
+
+
+def _fields(kind: str, reason: str, account: Account, actor: str, correlation_id: str) -> dict:
+    """A rate refusal's risk event."""
+    return {
+        "kind": kind,
+        "actor": actor,
+        "account": account.code,
+        "reason": reason,
+        "correlation_id": correlation_id,
+    }
 
 
 @dataclass(frozen=True)
