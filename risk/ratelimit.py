@@ -18,38 +18,11 @@ from django.conf import settings
 
 WINDOW_SECONDS = 60
 
-# KEYS: one sorted set per bucket. ARGV: a unique member, then each bucket's limit.
-# Answers 0 when admitted (and records the attempt in every bucket), else the number of
-# milliseconds until the fullest bucket has room again.
-_SCRIPT = """
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local window_ms = 60000
-local wait_ms = 0
-for i, key in ipairs(KEYS) do
-    local limit = tonumber(ARGV[i + 1])
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms - window_ms)
-    if redis.call('ZCARD', key) >= limit then
-        local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-        local wait = tonumber(oldest[2]) + window_ms - now_ms
-        if wait > wait_ms then wait_ms = wait end
-        if wait_ms < 1 then wait_ms = 1 end
-    end
-end
-if wait_ms > 0 then return wait_ms end
-for i, key in ipairs(KEYS) do
-    redis.call('ZADD', key, now_ms, ARGV[1])
-    redis.call('PEXPIRE', key, window_ms)
-end
-return 0
-"""
-
-
-# admit_many: the same policy for many orders, each counted or refused in turn, as one call
-# each would. KEYS: the buckets; ARGV: each key's limit, then per order its unique member,
+# One script for one order and for a batch: each order counted or refused in turn, as one
+# call each would. KEYS: the buckets; ARGV: each key's limit, then per order its unique member,
 # whether to count it (1) or only check it (0), the number of its buckets and their indexes in
 # KEYS. Answers each order's wait in milliseconds (0: admitted).
-_MANY_SCRIPT = """
+_SCRIPT = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local window_ms = 60000
@@ -101,27 +74,16 @@ def _client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
 
 
-@cache
-def _script():  # type: ignore[no-untyped-def]
-    return _client().register_script(_SCRIPT)
-
-
 def admit(buckets: list[Bucket], member: str | None = None) -> float:
     """Count one order (`member`: its unique mark, for `release_many`) against every bucket, or
     none. Answers 0 when admitted, else the seconds to wait. Raises redis.RedisError when
     Redis cannot be reached."""
-    if not buckets:
-        return 0.0
-    wait_ms = _script()(
-        keys=[bucket.key for bucket in buckets],
-        args=[member or uuid.uuid4().hex, *[bucket.per_minute for bucket in buckets]],
-    )
-    return int(wait_ms) / 1000
+    return admit_many([(buckets, member or uuid.uuid4().hex, True)])[0]
 
 
 @cache
-def _many_script():  # type: ignore[no-untyped-def]
-    return _client().register_script(_MANY_SCRIPT)
+def _script():  # type: ignore[no-untyped-def]
+    return _client().register_script(_SCRIPT)
 
 
 def admit_many(orders: Sequence[tuple[Sequence[Bucket], str, bool]]) -> list[float]:
@@ -145,7 +107,7 @@ def admit_many(orders: Sequence[tuple[Sequence[Bucket], str, bool]]) -> list[flo
             body.append(at)
     if not index:
         return [0.0] * len(orders)
-    waits = _many_script()(keys=list(index), args=[*limits, *body])
+    waits = _script()(keys=list(index), args=[*limits, *body])
     return [int(wait) / 1000 for wait in waits]
 
 
@@ -161,4 +123,3 @@ def release_many(admitted: Sequence[tuple[Sequence[Bucket], str]]) -> None:
 def reset_clients() -> None:
     _client.cache_clear()
     _script.cache_clear()
-    _many_script.cache_clear()

@@ -10,6 +10,7 @@ import re
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -286,13 +287,27 @@ def test_a_batch_is_counted_in_one_round_trip(api, instruments, settings, monkey
     settings.RISK_ORDERS_PER_MINUTE = 3
     calls = []
     many = ratelimit.admit_many
-    monkeypatch.setattr(ratelimit, "admit", lambda *a, **k: pytest.fail("one call per order"))
+    monkeypatch.setattr("risk.services.admit", lambda *a, **k: pytest.fail("one call per order"))
     monkeypatch.setattr(
         "risk.services.admit_many", lambda orders: calls.append(len(orders)) or many(orders)
     )
     assert _batch(api, *[(f"n{i}", "EUR_USD") for i in range(5)]) == [201, 201, 201, 429, 429]
     assert calls == [5]
     assert _refusals() == ["rate_limited", "rate_limited"]
+
+
+def test_a_rate_limit_of_zero_refuses_every_order_for_the_limit(api, instruments, settings):
+    """An override of 0 orders a minute stops a trader: 429 with a retry, one order alone or
+    in a batch, nothing counted or stored (the limiter's script used to fail on an empty
+    window, which refused with 503 as if Redis were away)."""
+    from risk.models import RateLimitOverride
+
+    RateLimitOverride.objects.create(user=User.objects.get(username="alice"), orders_per_minute=0)
+    single = api.post("/api/v1/orders/", {**batch_of(1, "z")["orders"][0]}, format="json")
+    assert single.status_code == 429 and single["Retry-After"] == "60"
+    assert _batch(api, ("a", "EUR_USD"), ("b", "EUR_USD")) == [429, 429]
+    assert Order.objects.count() == 0
+    assert _refusals() == ["rate_limited"] * 3
 
 
 def test_a_batch_with_the_rate_limiter_away_is_refused_order_by_order(
