@@ -450,8 +450,8 @@ def orders_submit_many(
     pending: list[tuple[int, SubmitRequest, Order]] = []
     in_batch: dict[tuple[int, str], Order] = {}
 
-    def one_by_one(request: SubmitRequest) -> SubmitResult | ApplicationError:
-        """The one-order path for one request (its rate-limit count is taken already)."""
+    def one_by_one(request: SubmitRequest, counted: bool = True) -> SubmitResult | ApplicationError:
+        """The one-order path for one request (`counted`: its rate-limit count is taken)."""
         try:
             return order_submit(
                 account=request.account,
@@ -459,7 +459,7 @@ def orders_submit_many(
                 user=user,
                 actor=actor,
                 correlation_id=correlation_id,
-                _rate_counted=True,
+                _rate_counted=counted,
             )
         except ApplicationError as error:
             return error
@@ -513,11 +513,12 @@ def orders_submit_many(
             return None
         return now, gate
 
-    def state_check(gate: Any, record: bool) -> bool | ApplicationError:
-        """The trading state: whether a `reducing` one applies, or the halt's refusal."""
+    def state_check(gate: Any) -> bool | ApplicationError:
+        """The trading state: whether a `reducing` one applies, or the halt's refusal (its
+        risk event not recorded yet: a refusal for the rate limit may come first)."""
         try:
             return risk_services.order_trading_state_check(
-                gate, actor=actor, correlation_id=correlation_id, context=context, record=record
+                gate, actor=actor, correlation_id=correlation_id, context=context, record=False
             )
         except ApplicationError as error:
             return error
@@ -526,8 +527,9 @@ def orders_submit_many(
     # are counted against the rate limit together, in one round trip, in order, as one call
     # each would count them: an order a halt refuses is only checked (one call would count it,
     # then give the count back), so its refusal says 429 when over the limit, as one call's
-    # would. An order whose client order id an earlier order of this batch has is decided in
-    # step 2, once that one is: a repeat if it was accepted, else an order of its own.
+    # would. An order whose client order id an earlier order of this batch has waits for
+    # step 2, where that one is decided: a repeat if it was accepted here, else the one-order
+    # path decides it (counted there; a repeat of a stored order is found by its unique key).
     to_count: list[tuple[int, str, tuple[int, str], datetime, Any, bool | ApplicationError]] = []
     later: dict[int, tuple[str, tuple[int, str]]] = {}
     named_here: set[tuple[int, str]] = set()
@@ -549,7 +551,7 @@ def orders_submit_many(
             continue
         if request.terms.client_order_id:
             named_here.add(key)
-        to_count.append((index, fingerprint, key, *found, state_check(found[1], record=False)))
+        to_count.append((index, fingerprint, key, *found, state_check(found[1])))
     admissions = dict(
         zip(
             [item[0] for item in to_count],
@@ -566,43 +568,25 @@ def orders_submit_many(
     )
 
     # 2. In order: each order is refused, stored with the others, or takes the one-order path.
-    released: list[risk_services.RateAdmission | None] = []
     counted = {item[0]: item for item in to_count}
     for index, request in enumerate(requests):
-        if index in later:  # as the one-order path: count, then the state (count given back)
+        if index in later:
             fingerprint, key = later[index]
             if key in in_batch:
                 answers[index] = _idempotent_repeat(in_batch[key], fingerprint)
-                continue
-            found = checked(index, request)
-            if found is None:
-                continue
-            now, gate = found
-            try:
-                admission = risk_services.order_rate_limit(
-                    user=user,
-                    account=request.account,
-                    actor=actor,
-                    correlation_id=correlation_id,
-                    context=context,
-                )
-            except ApplicationError as error:
-                answers[index] = error
-                continue
-            state = state_check(gate, record=True)
-            if isinstance(state, ApplicationError):
-                released.append(admission)
-        elif index in counted:
-            _, fingerprint, key, now, gate, state = counted[index]
-            admission = admissions[index]
-            if isinstance(admission, ApplicationError):
-                answers[index] = admission
-                continue
-            if isinstance(state, ApplicationError):
-                risk_services.refusal_record(state)
-        else:
+            else:
+                store_pending()
+                answers[index] = one_by_one(request, counted=False)
+            continue
+        if index not in counted:
             continue  # answered in step 1
+        _, fingerprint, key, now, gate, state = counted[index]
+        admission = admissions[index]
+        if isinstance(admission, ApplicationError):
+            answers[index] = admission
+            continue
         if isinstance(state, ApplicationError):
+            risk_services.refusal_record(state)
             answers[index] = state
             continue
         if state or context.limits_apply(gate):
@@ -615,7 +599,6 @@ def orders_submit_many(
             in_batch[key] = order
         answers[index] = SubmitResult(order=order, created=True)
     store_pending()
-    risk_services.order_rate_release_many(released)
     return [answer for answer in answers if answer is not None]
 
 
