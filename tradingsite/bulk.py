@@ -377,11 +377,12 @@ def rows_select_from(
     `rows_select`; `with_` is a WITH clause the subquery may read. For reads one SELECT of
     `rows_select` cannot express (the order claim: its own orders and the backlog, locked in
     one statement: orders/lock_objects.py)."""
-    sql = f"{with_} {_shape(model, related).select_from(source)}".strip()
+    shape = _shape(model, related)
+    sql = f"{with_} {shape.select_from(source)}".strip()
     with connection.cursor() as cursor:
         cursor.execute(sql, list(params))
         rows = cursor.fetchall()
-    return _shape(model, related).instances(rows)
+    return shape.instances(rows)
 
 
 def rows_select(

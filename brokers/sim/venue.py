@@ -312,25 +312,7 @@ class SimulatedVenue:
             .order_by("id")
             .values_list(*self._STREAM_COLUMNS)[:limit]
         )
-        return [
-            ExecutionReport(
-                venue=self.name,
-                kind=ReportKind(kind),
-                client_order_id=client_order_id,
-                venue_order_id=sim_venue_order_id(order_pk),
-                at=at,
-                execution_id=execution_id or "",
-                quantity=quantity,
-                price=price,
-                liquidity=liquidity,
-                limit_price=limit_price,
-                stop_price=stop_price,
-                reason=reason,
-                cursor=pk,
-            )
-            for (pk, kind, client_order_id, order_pk, at, execution_id, quantity, price,
-                 liquidity, limit_price, stop_price, reason) in rows
-        ]  # fmt: skip
+        return [self._report_of(*row) for row in rows]
 
     def account(self) -> dict[str, Any]:
         self._network()
@@ -631,21 +613,42 @@ class SimulatedVenue:
         return [self._as_report(row, order) for row in rows]
 
     def _as_report(self, row: SimReport, order: SimOrder) -> ExecutionReport:
+        return self._report_of(
+            row.id, row.kind, order.client_order_id, order.pk, row.at, row.execution_id,
+            row.quantity, row.price, row.liquidity, row.limit_price, row.stop_price, row.reason,
+        )  # fmt: skip
+
+    def _report_of(
+        self,
+        pk: int,
+        kind: str,
+        client_order_id: str,
+        order_pk: int,
+        at: Any,
+        execution_id: str | None,
+        quantity: Decimal | None,
+        price: Decimal | None,
+        liquidity: str,
+        limit_price: Decimal | None,
+        stop_price: Decimal | None,
+        reason: str,
+    ) -> ExecutionReport:
+        """A report from its row's values, in the order of _STREAM_COLUMNS."""
         return ExecutionReport(
             venue=self.name,
-            kind=ReportKind(row.kind),
-            client_order_id=order.client_order_id,
-            venue_order_id=order.venue_order_id,
-            at=row.at,
-            execution_id=row.execution_id or "",
-            quantity=row.quantity,
-            price=row.price,
-            liquidity=row.liquidity,
-            limit_price=row.limit_price,
-            stop_price=row.stop_price,
-            reason=row.reason,
-            cursor=row.id,
-        )
+            kind=ReportKind(kind),
+            client_order_id=client_order_id,
+            venue_order_id=sim_venue_order_id(order_pk),
+            at=at,
+            execution_id=execution_id or "",
+            quantity=quantity,
+            price=price,
+            liquidity=liquidity,
+            limit_price=limit_price,
+            stop_price=stop_price,
+            reason=reason,
+            cursor=pk,
+        )  # fmt: skip
 
     @staticmethod
     def _as_quote(row: SimQuote) -> Quote:
