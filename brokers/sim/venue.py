@@ -530,9 +530,12 @@ class SimulatedVenue:
         return [acknowledged, *self._outcome_rows(order, result)]
 
     def _reports_by_order(self, orders: Sequence[SimOrder]) -> dict[int, list[ExecutionReport]]:
-        """The reported (not suppressed) reports of each order, oldest first, in one query."""
+        """The reported (not suppressed) reports of each order, oldest first, in one query
+        (none for no orders: the common case, a batch of orders new to the venue)."""
         by_pk = {order.pk: order for order in orders}
         answer: dict[int, list[ExecutionReport]] = {pk: [] for pk in by_pk}
+        if not by_pk:
+            return answer
         rows = SimReport.objects.filter(order_id__in=list(by_pk), suppressed=False).order_by("id")
         for row in rows:
             answer[row.order_id].append(self._as_report(row, by_pk[row.order_id]))

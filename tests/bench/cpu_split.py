@@ -5,6 +5,8 @@ CPU an order costs everywhere; this says where that cost is.
 
     python -m tests.bench.cpu_split                      # 50 clients posting single orders, 20 s
     python -m tests.bench.cpu_split --phase batch        # 4 clients posting batches of 200
+    python -m tests.bench.cpu_split --phase submit       # 1 client, 300 resting orders in a row
+    python -m tests.bench.cpu_split --phase fill         # 1 client, 100 market orders in a row
     python -m tests.bench.cpu_split --seconds 30 --json  # the figures as JSON
 
 Needs what `make bench` needs (PostgreSQL, Redis); it uses the same stack and load phases
@@ -78,19 +80,28 @@ def run(phase: str, seconds: float) -> dict[str, Any]:
         before, started = cpu_seconds(), time.monotonic()
         if phase == "single":
             figures = load.single_throughput(stack, db, "cpu", 50, seconds, 60)
-        else:
+        elif phase == "batch":
             figures = load.batch_throughput(stack, db, "cpu", 4, 200, seconds, 60)
+        elif phase == "submit":
+            # The latency phases as make bench runs them; "orders" are the POSTs made, and
+            # the resting orders are cancelled after the reading.
+            figures = load.post_resting(stack, "cpu", 300, warmup=0)
+        else:
+            figures = load.fill_latency(stack, "cpu", 100, warmup=0)
         used, wall = split(before, cpu_seconds()), time.monotonic() - started
+        if phase == "submit":
+            load.cancel_resting(stack, db, "cpu", figures)
     finally:
         db.close()
         stack.stop()
-    filled = figures.get("filled") or 0
+    filled = figures.get("filled") or figures.get("requests") or 0
     return {
         "phase": phase,
         "wall_s": round(wall, 1),
         "cores": psutil.cpu_count(),
         "filled": filled,
         "filled_per_s": figures.get("filled_per_s"),
+        "latency_ms": {k: v for k, v in figures.items() if k.endswith("_ms")},
         "cpu_s": {group: round(value, 2) for group, value in used.items()},
         "cpu_ms_per_order": {
             group: round(1000 * value / filled, 2) if filled else None
@@ -102,7 +113,7 @@ def run(phase: str, seconds: float) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--phase", choices=("single", "batch"), default="single")
+    parser.add_argument("--phase", choices=("single", "batch", "submit", "fill"), default="single")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -115,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({result['filled_per_s']}/s) on {result['cores']} cores "
         f"({result['cores'] * result['wall_s']:.0f} CPU seconds available)"
     )
+    if result["latency_ms"]:
+        print(", ".join(f"{k} {v}" for k, v in result["latency_ms"].items()))
     print(f"{'process':<12}{'CPU s':>8}{'ms/order':>10}")
     for group in GROUPS:
         per_order = result["cpu_ms_per_order"][group]

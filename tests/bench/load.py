@@ -372,11 +372,18 @@ async def _sequential(stack: Stack, trader: int, bodies, warmup: int) -> list[Sa
 
 def submit_latency(stack: Stack, db: Db, tag: str, count: int, warmup: int = 20):
     """One client, sequential POSTs of limit orders far from the market (they rest)."""
+    return cancel_resting(stack, db, tag, post_resting(stack, tag, count, warmup))
+
+
+def post_resting(stack: Stack, tag: str, count: int, warmup: int = 20) -> dict[str, Any]:
     maker = OrderMaker(tag)
     bodies = [maker.resting() for _ in range(count + warmup)]
     samples = asyncio.run(_sequential(stack, 0, bodies, warmup))
-    figures = latency_figures(samples)
-    # Cancel what rests, so the venue's matching loop does not carry it into later phases.
+    return latency_figures(samples)
+
+
+def cancel_resting(stack: Stack, db: Db, tag: str, figures: dict[str, Any]) -> dict[str, Any]:
+    """Cancel what rests, so the venue's matching loop does not carry it into later phases."""
     cancel = httpx.post(
         f"{stack.base_url}{ORDERS}cancel-all/",
         headers={"Authorization": f"Token {stack.tokens[0]}"},
