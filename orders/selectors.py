@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from django.db import connection
 from django.db.models import Q, QuerySet
 
 from tradingsite import refdata
+from tradingsite.bulk import rows_select
 
 from .models import Account, Fill, Instrument, Order, OrderEvent
 from .validation import InstrumentRules
@@ -62,7 +64,14 @@ def instrument_rules(instrument: Instrument) -> InstrumentRules:
 
 
 def user_reads_all_accounts(user: Any) -> bool:
-    return bool(user.is_superuser) or user.groups.filter(name__in=READ_ALL_GROUPS).exists()
+    """Superusers, compliance and risk read every account. From the reference-data cache
+    (user and group membership writes bump its version): every read of an order asks."""
+    if user.is_superuser:
+        return True
+    return refdata.cached(
+        ("reads_all", user.pk),
+        lambda: user.groups.filter(name__in=READ_ALL_GROUPS).exists(),
+    )
 
 
 def accounts_readable_by(user: Any) -> QuerySet[Account]:
@@ -98,12 +107,17 @@ def accounts_tradable(user: Any) -> dict[str, Account]:
 
 
 def account_ids_granted_to(user: Any) -> list[int]:
-    """Ids of the accounts granted to the user (not every account for compliance and risk)."""
-    return list(
-        Account.users.through.objects.filter(user_id=user.pk)
-        .order_by("account_id")
-        .values_list("account_id", flat=True)
-    )
+    """Ids of the accounts granted to the user (not every account for compliance and risk),
+    from the reference-data cache (a list of the caller's own)."""
+
+    def load() -> tuple[int, ...]:
+        return tuple(
+            Account.users.through.objects.filter(user_id=user.pk)
+            .order_by("account_id")
+            .values_list("account_id", flat=True)
+        )
+
+    return list(refdata.cached(("granted", user.pk), load))
 
 
 def orders_visible_to(user: Any) -> QuerySet[Order]:
@@ -115,6 +129,35 @@ def orders_visible_to(user: Any) -> QuerySet[Order]:
     if user_reads_all_accounts(user):
         return queryset
     return queryset.filter(account_id__in=account_ids_granted_to(user))
+
+
+def order_visible_to(user: Any, order_id: UUID) -> Order | None:
+    """The order if the user may see it, else None: one SELECT built once
+    (`tradingsite.bulk.rows_select`), as clients poll their orders' status."""
+    found = rows_select(Order, {"id": order_id}, related=_ORDER_RELATED)
+    if not found:
+        return None
+    order: Order = found[0]  # type: ignore[assignment]
+    if user_reads_all_accounts(user) or order.account_id in account_ids_granted_to(user):
+        return order
+    return None
+
+
+def order_fills(order: Order) -> list[Fill]:
+    """The order's fills, oldest first."""
+    return rows_select(  # type: ignore[return-value]
+        Fill, {"order": order.pk}, related=_ORDER_RELATED, order_by=("executed_at", "id")
+    )
+
+
+def order_children(order: Order) -> list[Order]:
+    """The orders an algorithm parent released, oldest first."""
+    return rows_select(  # type: ignore[return-value]
+        Order, {"parent": order.pk}, related=_ORDER_RELATED, order_by=("created_at", "id")
+    )
+
+
+_ORDER_RELATED = ("instrument", "account")
 
 
 def orders_tradable_by(user: Any) -> QuerySet[Order]:

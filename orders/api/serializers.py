@@ -9,6 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from .. import selectors
 from ..models import Fill, Order, OrderEvent, OrderType, Side, TimeInForce
 
 ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,64}$"
@@ -245,6 +246,30 @@ class FillOutputSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    def to_representation(self, instance: Fill) -> dict[str, Any]:
+        # As OrderOutputSerializer: the declared fields are the contract, `fill_body` writes
+        # the same body directly (a test holds the two equal).
+        return fill_body(instance)
+
+
+def fill_body(fill: Fill) -> dict[str, Any]:
+    """A fill as FillOutputSerializer's declared fields describe it, built directly."""
+    return {
+        "id": str(fill.id),
+        "order_id": str(fill.order_id),
+        "account": fill.account.code,
+        "symbol": fill.instrument.symbol,
+        "side": fill.side,
+        "quantity": format_quantity(fill.quantity),
+        "price": format_price(fill.price, fill.instrument.price_places),
+        "commission": format_quantity(fill.commission),
+        "commission_currency": fill.commission_currency,
+        "liquidity": fill.liquidity,
+        "venue": fill.venue,
+        "venue_execution_id": fill.venue_execution_id,
+        "executed_at": _time(fill.executed_at),
+    }
+
 
 class OrderDetailOutputSerializer(OrderOutputSerializer):
     fills = serializers.SerializerMethodField()
@@ -263,13 +288,11 @@ class OrderDetailOutputSerializer(OrderOutputSerializer):
 
     @extend_schema_field(FillOutputSerializer(many=True))
     def get_fills(self, order: Order) -> list[dict[str, Any]]:
-        fills = order.fills.select_related("instrument", "account").order_by("executed_at")
-        return FillOutputSerializer(fills, many=True).data
+        return [fill_body(fill) for fill in selectors.order_fills(order)]
 
     @extend_schema_field(OrderOutputSerializer(many=True))
     def get_children(self, order: Order) -> list[dict[str, Any]]:
-        children = order.children.select_related("instrument", "account").order_by("created_at")
-        return OrderOutputSerializer(children, many=True).data
+        return [order_body(child) for child in selectors.order_children(order)]
 
 
 class EventOutputSerializer(serializers.ModelSerializer):
@@ -277,3 +300,20 @@ class EventOutputSerializer(serializers.ModelSerializer):
         model = OrderEvent
         fields = ["seq", "type", "at", "actor", "correlation_id", "data"]
         read_only_fields = fields
+
+    def to_representation(self, instance: OrderEvent) -> dict[str, Any]:
+        # As OrderOutputSerializer: `event_body` writes what the declared fields describe
+        # (a test holds the two equal), without building them on every request.
+        return event_body(instance)
+
+
+def event_body(event: OrderEvent) -> dict[str, Any]:
+    """An audit event as EventOutputSerializer's declared fields describe it."""
+    return {
+        "seq": event.seq,
+        "type": event.type,
+        "at": _time(event.at),
+        "actor": event.actor,
+        "correlation_id": event.correlation_id,
+        "data": event.data,
+    }

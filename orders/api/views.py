@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import threading
 from typing import Any
+from uuid import UUID
 
 from django.db.models import QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
@@ -111,8 +113,11 @@ def _submit_one(request: Request, payload: Any) -> tuple[int, dict[str, Any]]:
     return (201 if result.created else 200), body
 
 
-def _order_for_reading(user: Any, order_id: Any) -> Order:
-    return get_object_or_404(selectors.orders_visible_to(user), pk=order_id)
+def _order_for_reading(user: Any, order_id: UUID) -> Order:
+    order = selectors.order_visible_to(user, order_id)
+    if order is None:
+        raise Http404("No Order matches the given query.")
+    return order
 
 
 def _order_for_trading(user: Any, order_id: Any) -> Order:

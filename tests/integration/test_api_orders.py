@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from orders.models import Order, OrderEvent, OutboxMessage
+from orders.models import Account, Order, OrderEvent, OutboxMessage
 from orders.replay import order_state, replay
 from tests.conftest import client_for
 
@@ -245,6 +245,29 @@ def test_compliance_reads_every_account_but_cannot_trade_them(api, db):
     carol = client_for(officer)
     assert carol.get(f"/api/v1/orders/{order_id}/").status_code == 200
     assert carol.post(f"/api/v1/orders/{order_id}/cancel/").status_code == 404
+
+
+def test_reading_follows_group_and_account_grants_as_they_change(api, other_trader):
+    """Who reads which account is cached (tradingsite/refdata.py): a grant or a group
+    membership given or taken away counts from the next request."""
+    from django.contrib.auth.models import Group
+
+    order_id = submit(api).json()["id"]
+    bob = client_for(other_trader)
+    detail = f"/api/v1/orders/{order_id}/"
+    assert bob.get(detail).status_code == 404
+    compliance = Group.objects.create(name="compliance")
+    other_trader.groups.add(compliance)
+    assert bob.get(detail).status_code == 200
+    assert bob.get(f"{detail}events/").status_code == 200
+    other_trader.groups.remove(compliance)
+    assert bob.get(detail).status_code == 404
+    account = Account.objects.get(code="ACC-1")
+    account.users.add(other_trader)
+    assert bob.get(detail).json()["id"] == order_id
+    account.users.remove(other_trader)
+    assert bob.get(detail).status_code == 404
+    assert bob.get(f"{detail}events/").status_code == 404
 
 
 def test_detail_has_fills_and_children(api):

@@ -1,5 +1,6 @@
-"""`order_body` (the fast order representation) writes exactly what OrderOutputSerializer's
-declared fields describe, for orders in every shape the API answers with."""
+"""`order_body`, `fill_body` and `event_body` (the fast representations) write exactly what
+the declared fields of OrderOutputSerializer, FillOutputSerializer and EventOutputSerializer
+describe, for orders, fills and events in every shape the API answers with."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -10,11 +11,15 @@ from rest_framework import serializers
 
 from orders import services
 from orders.api.serializers import (
+    EventOutputSerializer,
+    FillOutputSerializer,
     OrderDetailOutputSerializer,
     OrderOutputSerializer,
+    event_body,
+    fill_body,
     order_body,
 )
-from orders.models import Account, Order
+from orders.models import Account, Fill, Order, OrderEvent
 from orders.validation import OrderTerms
 from tests.helpers import eur_usd_market
 
@@ -26,6 +31,10 @@ D = Decimal
 def by_declared_fields(order: Order) -> dict:
     """DRF's own field-by-field representation, the contract `order_body` must match."""
     return serializers.ModelSerializer.to_representation(OrderOutputSerializer(), order)
+
+
+def fill_by_declared_fields(fill: Fill) -> dict:
+    return serializers.ModelSerializer.to_representation(FillOutputSerializer(), fill)
 
 
 def new_order(account, **terms) -> Order:
@@ -68,3 +77,27 @@ def test_every_shape_of_order_is_written_as_the_declared_fields_write_it(trader,
     detail = OrderDetailOutputSerializer(filled).data
     assert {k: v for k, v in detail.items() if k not in ("fills", "children")} == order_body(filled)
     assert len(detail["fills"]) == 1 and detail["children"] == []
+    fills = list(Fill.objects.select_related("instrument", "account").filter(order=filled))
+    assert detail["fills"] == [fill_by_declared_fields(fill) for fill in fills]
+    assert fill_body(fills[0]) == fill_by_declared_fields(fills[0])
+    events = list(OrderEvent.objects.filter(order__in=orders).order_by("order", "seq"))
+    assert {event.type for event in events} >= {"created", "validated", "fill", "parked"}
+    for event in events:
+        declared = serializers.ModelSerializer.to_representation(EventOutputSerializer(), event)
+        assert event_body(event) == declared, event.type
+    parent = OrderDetailOutputSerializer(resting).data
+    assert parent["children"] == [by_declared_fields(child)] and parent["fills"] == []
+
+
+def test_a_fill_with_a_commission_is_written_as_the_declared_fields_write_it(
+    trader, instruments, settings
+):
+    settings.COMMISSIONS = {"sim": {"fx": {"per_unit": "0", "bps": "2", "minimum": "0.5"}}}
+    eur_usd_market()
+    account = Account.objects.get(code="ACC-1")
+    filled = new_order(account, symbol="EUR_USD", type="market", quantity=D("1000"))
+    services.order_submit_to_venue(order_id=filled.pk)
+    fills = list(Fill.objects.select_related("instrument", "account").filter(order=filled))
+    assert fills and all(fill.commission > 0 for fill in fills)
+    for fill in fills:
+        assert fill_body(fill) == fill_by_declared_fields(fill)

@@ -67,6 +67,26 @@ def test_submit_queries_with_a_cold_cache(api, instruments, settings):
     assert len(sql) == sum(SUBMIT_QUERIES.values()) + sum(cold.values()), "\n".join(sql)
 
 
+# A client polling its order: who reads which accounts comes from the reference-data cache.
+DETAIL_QUERIES = {
+    "reference-data version": 1,
+    "the order with its instrument and account": 1,
+    "its fills": 1,
+    "its children": 1,
+}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_order_detail_queries(api, instruments):
+    order_id = api.post("/api/v1/orders/", BODY, format="json").json()["id"]
+    assert api.get(f"/api/v1/orders/{order_id}/").status_code == 200
+    with CaptureQueriesContext(connection) as captured:
+        response = api.get(f"/api/v1/orders/{order_id}/")
+    assert response.status_code == 200 and response.json()["id"] == order_id
+    sql = [q["sql"] for q in captured.captured_queries]
+    assert len(sql) == sum(DETAIL_QUERIES.values()), "\n".join(sql)
+
+
 def test_fill_application_queries(api, instruments, settings):
     settings.COMMISSIONS = {}
     venue_for("sim").set_quote(
