@@ -38,51 +38,98 @@ def rows_update(objects: Sequence[Model], fields: Sequence[str]) -> int:
 
 
 def _update_sql(objects: Sequence[Model], fields: Sequence[str]) -> tuple[str, list[Any]]:
-    meta = type(objects[0])._meta
-    quote = connection.ops.quote_name
-    columns = [meta.pk, *(meta.get_field(name) for name in fields)]
-    casts = ", ".join(f"%s::{column.db_type(connection)}" for column in columns)
-    values = ", ".join(f"({casts})" for _ in objects)
-    names = ", ".join(quote(f"v_{column.column}") for column in columns)
-    assignments = ", ".join(
-        f"{quote(column.column)} = v.{quote('v_' + column.column)}" for column in columns[1:]
-    )
+    shape = _update_shape(type(objects[0]), tuple(fields))
     params = [
-        column.get_db_prep_save(getattr(obj, column.attname), connection)
+        _copy_value(column, getattr(obj, column.attname), plain)
         for obj in objects
-        for column in columns
+        for column, plain in shape.columns
     ]
-    sql = (
-        f"UPDATE {quote(meta.db_table)} AS t SET {assignments} "
-        f"FROM (VALUES {values}) AS v({names}) "
-        f"WHERE t.{quote(meta.pk.column)} = v.{quote('v_' + meta.pk.column)}"
-    )
-    return sql, params
+    return shape.sql(len(objects)), params
+
+
+class _UpdateShape:
+    """The text of `rows_update`'s statement for one model and set of fields, built once."""
+
+    def __init__(self, model: type[Model], fields: tuple[str, ...]) -> None:
+        meta = model._meta
+        quote = connection.ops.quote_name
+        columns = [meta.pk, *(meta.get_field(name) for name in fields)]
+        self.columns = [(column, not isinstance(column, JSONField)) for column in columns]
+        casts = ", ".join(f"%s::{column.db_type(connection)}" for column in columns)
+        self.row = f"({casts})"
+        names = ", ".join(quote(f"v_{column.column}") for column in columns)
+        assignments = ", ".join(
+            f"{quote(column.column)} = v.{quote('v_' + column.column)}" for column in columns[1:]
+        )
+        self.head = f"UPDATE {quote(meta.db_table)} AS t SET {assignments} FROM (VALUES "
+        self.tail = (
+            f") AS v({names}) WHERE t.{quote(meta.pk.column)} = v.{quote('v_' + meta.pk.column)}"
+        )
+
+    def sql(self, rows: int) -> str:
+        return self.head + ", ".join([self.row] * rows) + self.tail
+
+
+_update_shapes: dict[tuple[type[Model], tuple[str, ...]], _UpdateShape] = {}
+
+
+def _update_shape(model: type[Model], fields: tuple[str, ...]) -> _UpdateShape:
+    key = (model, fields)
+    shape = _update_shapes.get(key)
+    if shape is None:
+        shape = _update_shapes[key] = _UpdateShape(model, fields)
+    return shape
+
+
+class _InsertShape:
+    """What an INSERT of one model's new objects needs, worked out once: the columns (with
+    whether their values may go as they are, `_copy_value`), the statement's head and its
+    RETURNING tail."""
+
+    def __init__(self, model: type[Model]) -> None:
+        meta = model._meta
+        quote = connection.ops.quote_name
+        self.generated, self.fields = _inserted_fields(meta)
+        self.plain = [not isinstance(field, JSONField) for field in self.fields]
+        columns = ", ".join(quote(f.column) for f in self.fields)
+        self.head = f"INSERT INTO {quote(meta.db_table)} ({columns}) "
+        self.returning = f" RETURNING {quote(meta.pk.column)}"
+        self.row = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
+        self.unnest_types = _unnest_types(meta, self.fields)
+
+    def values(self, obj: Model) -> list[Any]:
+        return [
+            _copy_value(field, field.pre_save(obj, True), plain)
+            for field, plain in zip(self.fields, self.plain, strict=True)
+        ]
+
+
+_insert_shapes: dict[type[Model], _InsertShape] = {}
+
+
+def _insert_shape(model: type[Model]) -> _InsertShape:
+    shape = _insert_shapes.get(model)
+    if shape is None:
+        shape = _insert_shapes[model] = _InsertShape(model)
+    return shape
 
 
 def _insert_sql(group: Sequence[Model], *, returning: bool) -> tuple[str, list[Any], bool]:
     """The multi-row INSERT of one model's new objects; answers whether it returns their
     generated keys (`returning`, for a model whose key the database generates)."""
-    meta = type(group[0])._meta
-    quote = connection.ops.quote_name
-    generated, fields = _inserted_fields(meta)
-    keyed = returning and generated
-    head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-    tail = f" RETURNING {quote(meta.pk.column)}" if keyed else ""
-    rows = [
-        [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
-        for obj in group
-    ]
-    types = _unnest_types(meta, fields) if len(group) >= UNNEST_MIN_ROWS else None
+    shape = _insert_shape(type(group[0]))
+    keyed = returning and shape.generated
+    tail = shape.returning if keyed else ""
+    rows = [shape.values(obj) for obj in group]
+    types = shape.unnest_types if len(group) >= UNNEST_MIN_ROWS else None
     if types is None:
-        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        sql = f"{head}VALUES {', '.join([row] * len(group))}{tail}"
+        sql = f"{shape.head}VALUES {', '.join([shape.row] * len(group))}{tail}"
         return sql, [value for values in rows for value in values], keyed
     # One array per column: a few parameters whatever the number of rows (as Django's own
     # bulk_create on PostgreSQL), not one per value for psycopg to parse and quote.
     columns = ", ".join(f"(%s)::{db_type}[]" for db_type in types)
     arrays = [list(column) for column in zip(*rows, strict=True)]
-    return f"{head}SELECT * FROM UNNEST({columns}){tail}", arrays, keyed
+    return f"{shape.head}SELECT * FROM UNNEST({columns}){tail}", arrays, keyed
 
 
 # From this many rows an INSERT sends one array per column (UNNEST) instead of a VALUES row
