@@ -83,6 +83,8 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'fillmore.sqlite3'}"),
 }
 _db = DATABASES["default"]
+# Runs of one statement on one connection after which psycopg prepares it (psycopg's default).
+PREPARE_THRESHOLD = 5
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # Web, worker, beat and market data share one file: wait for the writer instead of
     # failing with "database is locked", and take the write lock at BEGIN.
@@ -105,8 +107,10 @@ else:
     _db["OPTIONS"].setdefault(
         "server_side_binding", env.bool("DB_SERVER_SIDE_BINDING", default=True)
     )
-    if not env.bool("DB_PREPARED_STATEMENTS", default=True):
-        _db["OPTIONS"]["prepare_threshold"] = None
+    # Django turns psycopg's preparing off unless OPTIONS names a threshold: name it.
+    _db["OPTIONS"]["prepare_threshold"] = (
+        PREPARE_THRESHOLD if env.bool("DB_PREPARED_STATEMENTS", default=True) else None
+    )
     # Django's psycopg pool (docs/operations.md, "Database connections"): on by default only in
     # ASGI web processes (asgi.py), where every request runs in a thread of its own and would
     # otherwise open its own connection. Prefork workers, beat and market data keep one

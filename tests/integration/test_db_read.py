@@ -71,3 +71,19 @@ def test_an_order_request_after_postgresql_dropped_the_web_connection(api):
     connection.health_check_done = False
     second = api.post("/api/v1/orders/", {**LIMIT_ORDER, "client_order_id": "b"}, format="json")
     assert second.status_code == 201, second.content
+
+
+def test_a_statement_run_five_times_is_prepared_and_then_runs_as_prepared(settings):
+    """Django turns psycopg's preparing off unless OPTIONS names a threshold
+    (tradingsite/settings.py names psycopg's own, 5): the live connection prepares."""
+    assert settings.DATABASES["default"]["OPTIONS"]["prepare_threshold"] == 5
+    connection.ensure_connection()
+    assert connection.connection.prepare_threshold == 5
+    statement = "SELECT %s::int + 41 AS prepared_probe"
+    for value in range(6):
+        assert db.read(statement, [value]) == [(value + 41,)]
+    prepared = db.read(
+        "SELECT statement FROM pg_prepared_statements WHERE statement LIKE %s",
+        ["%prepared_probe%"],
+    )
+    assert len(prepared) == 1

@@ -28,9 +28,9 @@ DB_VARIABLES = (
 )
 
 
-# Every PostgreSQL process binds values server-side (and psycopg prepares statements run
-# often: its own default, so no prepare_threshold is set).
-BINDING = {"server_side_binding": True}
+# Every PostgreSQL process binds values server-side, and psycopg prepares a statement a
+# connection has run 5 times (named: Django turns preparing off unless OPTIONS says).
+BINDING = {"server_side_binding": True, "prepare_threshold": 5}
 
 
 def database_settings(monkeypatch, tmp_path, **environment: str) -> dict:
@@ -62,7 +62,7 @@ def test_processes_other_than_the_web_keep_a_persistent_connection(monkeypatch, 
 def test_values_are_bound_server_side_and_statements_prepared_by_default(monkeypatch, tmp_path):
     db = database_settings(monkeypatch, tmp_path, DATABASE_URL=POSTGRES_URL)["OPTIONS"]
     assert db["server_side_binding"] is True
-    assert "prepare_threshold" not in db  # psycopg's default: after 5 runs
+    assert db["prepare_threshold"] == 5
 
 
 def test_binding_and_prepared_statements_follow_the_environment(monkeypatch, tmp_path):
