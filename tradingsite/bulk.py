@@ -39,12 +39,18 @@ def rows_update(objects: Sequence[Model], fields: Sequence[str]) -> int:
 
 def _update_sql(objects: Sequence[Model], fields: Sequence[str]) -> tuple[str, list[Any]]:
     shape = _update_shape(type(objects[0]), tuple(fields))
-    params = [
-        _copy_value(column, getattr(obj, column.attname), plain)
+    rows = [
+        [
+            _copy_value(column, getattr(obj, column.attname), plain)
+            for column, plain in shape.columns
+        ]
         for obj in objects
-        for column, plain in shape.columns
     ]
-    return shape.sql(len(objects)), params
+    if shape.unnest is not None and len(objects) >= UNNEST_MIN_ROWS:
+        # One array per column: the same statement text for any number of rows (prepared
+        # once), and a few parameters instead of one per value.
+        return shape.unnest, [list(column) for column in zip(*rows, strict=True)]
+    return shape.sql(len(objects)), [value for row in rows for value in row]
 
 
 class _UpdateShape:
@@ -64,6 +70,17 @@ class _UpdateShape:
         self.head = f"UPDATE {quote(meta.db_table)} AS t SET {assignments} FROM (VALUES "
         self.tail = (
             f") AS v({names}) WHERE t.{quote(meta.pk.column)} = v.{quote('v_' + meta.pk.column)}"
+        )
+        types = _array_types(columns)
+        self.unnest = (
+            None
+            if types is None
+            else (
+                self.head.removesuffix("(VALUES ")
+                + "UNNEST("
+                + ", ".join(f"%s::{db_type}[]" for db_type in types)
+                + self.tail
+            )
         )
 
     def sql(self, rows: int) -> str:
@@ -142,16 +159,20 @@ def _unnest_types(meta: Any, fields: list[Field]) -> list[str] | None:
     """The array element type of each column, or None when a column cannot travel as an array
     (the conditions Django's PostgreSQL insert compiler checks for its UNNEST)."""
     if meta not in _unnest_types_of:
-        eligible = all(
-            not hasattr(field, "get_placeholder")
-            and (field.target_field if field.is_relation else field).get_internal_type()
-            in connection.data_types
-            for field in fields
-        )
-        _unnest_types_of[meta] = (
-            [field.db_type(connection).split("(")[0] for field in fields] if eligible else None
-        )
+        _unnest_types_of[meta] = _array_types(fields)
     return _unnest_types_of[meta]
+
+
+def _array_types(fields: Sequence[Field]) -> list[str] | None:
+    """The array element type of each field's column, or None when one cannot travel as an
+    array (the conditions Django's PostgreSQL insert compiler checks for its UNNEST)."""
+    eligible = all(
+        not hasattr(field, "get_placeholder")
+        and (field.target_field if field.is_relation else field).get_internal_type()
+        in connection.data_types
+        for field in fields
+    )
+    return [field.db_type(connection).split("(")[0] for field in fields] if eligible else None
 
 
 class RowWrites:
@@ -464,6 +485,22 @@ def rows_select(
             continue
         if not wanted:
             return []
+        types = _array_types(fields) if connection.vendor == "postgresql" else None
+        if types is not None:
+            # One array per column: the same statement text for any number of values
+            # (prepared once), and one parameter per column instead of one per value.
+            combos = wanted if isinstance(names, tuple) else [(value,) for value in wanted]
+            arrays = ", ".join(f"%s::{db_type}[]" for db_type in types)
+            conditions.append(
+                f"{columns[0]} = ANY({arrays})"
+                if len(fields) == 1
+                else f"({', '.join(columns)}) IN (SELECT * FROM UNNEST({arrays}))"
+            )
+            params.extend(
+                [field.get_db_prep_value(combo[i], connection) for combo in combos]
+                for i, field in enumerate(fields)
+            )
+            continue
         combos = wanted if isinstance(names, tuple) else [(value,) for value in wanted]
         row = "(" + ", ".join(["%s"] * len(fields)) + ")"
         conditions.append(

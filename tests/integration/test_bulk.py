@@ -220,3 +220,80 @@ def test_a_query_template_answers_what_its_queryset_would(trader, instruments):
     # compiled once where the values reach the database as they are (PostgreSQL); elsewhere
     # (SQLite sends decimals and datetimes as text) built again for each call
     assert (template.compiled is not None) == (connection.vendor == "postgresql")
+
+
+@pytest.mark.parametrize("count", [2, UNNEST_MIN_ROWS + 3], ids=["values", "unnest"])
+def test_rows_update_writes_every_kind_of_value(trader, instruments, count):
+    """Decimals, nulls, awkward text, JSON and datetimes, by VALUES rows and by arrays."""
+    from django.utils import timezone
+
+    from orders.models import Account, Position
+    from tradingsite.bulk import rows_update
+
+    messages = [OutboxMessage.objects.create(task="t", kwargs={}) for _ in range(count)]
+    when = timezone.now()
+    for n, message in enumerate(messages):
+        message.task = AWKWARD[: 10 + n]
+        message.kwargs = {"note": AWKWARD, "n": n, "none": None, "amount": "0.0000000001"}
+        message.published_at = None if n % 2 else when
+    assert rows_update(messages, ["task", "kwargs", "published_at"]) == count
+    for n, message in enumerate(messages):
+        stored = OutboxMessage.objects.get(pk=message.pk)
+        assert (stored.task, stored.kwargs) == (AWKWARD[: 10 + n], message.kwargs)
+        assert stored.published_at == (None if n % 2 else when)
+    account = Account.objects.get(code="ACC-1")
+    positions = [
+        Position.objects.create(
+            account=account, instrument_id=instruments["EUR_USD"].pk, strategy_id=f"s{n}"
+        )
+        for n in range(count)
+    ]
+    for n, position in enumerate(positions):
+        position.quantity = Decimal("-1000.0000000001") * n
+        position.average_price = Decimal("1.0800000001") * n
+        position.opened_at = None if n % 2 else when
+    assert rows_update(positions, ["quantity", "average_price", "opened_at"]) == count
+    for n, position in enumerate(positions):
+        stored = Position.objects.get(pk=position.pk)
+        assert (stored.quantity, stored.average_price, stored.opened_at) == (
+            Decimal("-1000.0000000001") * n,
+            Decimal("1.0800000001") * n,
+            None if n % 2 else when,
+        )
+
+
+@pytest.mark.postgres
+def test_many_rows_read_and_write_with_one_statement_text_whatever_their_number(
+    trader, instruments
+):
+    """Lists of values travel as arrays on PostgreSQL: the statement text does not change with
+    the number of rows, so each is prepared once per connection, not once per batch size."""
+    from orders.models import Account, Position
+    from tradingsite.bulk import rows_select, rows_update
+
+    account = Account.objects.get(code="ACC-1")
+    positions = [
+        Position.objects.create(
+            account=account, instrument_id=instruments["EUR_USD"].pk, strategy_id=f"s{n}"
+        )
+        for n in range(12)
+    ]
+    texts: list[list[str]] = []
+
+    def statement_text(execute, sql, params, many, context):
+        texts[-1].append(sql)  # as sent, before psycopg binds the values
+        return execute(sql, params, many, context)
+
+    for count in (UNNEST_MIN_ROWS, 12):
+        some = positions[:count]
+        texts.append([])
+        with connection.execute_wrapper(statement_text):
+            assert len(rows_select(Position, {"id": [p.pk for p in some]})) == count
+            keys = [(p.account_id, p.instrument_id, p.strategy_id) for p in some]
+            found = rows_select(Position, {("account", "instrument", "strategy_id"): keys})
+            assert sorted(p.pk for p in found) == sorted(p.pk for p in some)
+            for p in some:
+                p.quantity = Decimal(count)
+            assert rows_update(some, ["quantity"]) == count
+    assert len(texts[0]) == 3 and texts[0] == texts[1]
+    assert Position.objects.filter(quantity=Decimal(12)).count() == 12
