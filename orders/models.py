@@ -110,7 +110,10 @@ class Account(models.Model):
 
 class Order(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="orders")
+    # order_account_created and the client order id key lead with the account: no index of its own.
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="orders", db_index=False
+    )
     instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="orders")
     client_order_id = models.CharField(max_length=64)
     side = models.CharField(max_length=4, choices=Side.choices)
@@ -214,8 +217,12 @@ class Order(models.Model):
 
 class Fill(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills")
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="fills")
+    # fill_order_executed leads with the order: no index of its own.
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills", db_index=False)
+    # fill_account_executed and fill_account_booked lead with the account: no index of its own.
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="fills", db_index=False
+    )
     instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="fills")
     side = models.CharField(max_length=4, choices=Side.choices)
     quantity = models.DecimalField(**QUANTITY)
@@ -261,7 +268,10 @@ class OrderEvent(models.Model):
     """Append-only audit trail: on PostgreSQL a trigger refuses UPDATE and DELETE."""
 
     id = models.BigAutoField(primary_key=True)
-    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="events")
+    # (order, seq) is unique: that index serves every lookup by order; no second one.
+    order = models.ForeignKey(
+        Order, on_delete=models.PROTECT, related_name="events", db_index=False
+    )
     seq = models.PositiveIntegerField()
     type = models.CharField(max_length=32)
     at = models.DateTimeField(default=timezone.now)

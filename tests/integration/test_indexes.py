@@ -216,3 +216,29 @@ def test_each_arm_of_the_quote_step_has_its_partial_index(db, index):
     plan = _plan_with_only(index, "brokers_simorder", query)
     # then that index serves its arm(s)
     assert index in plan, plan
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "table, column",
+    [
+        ("orders_order", "account_id"),
+        ("orders_fill", "order_id"),
+        ("orders_fill", "account_id"),
+        ("orders_orderevent", "order_id"),
+    ],
+)
+def test_a_foreign_key_is_served_by_a_composite_index_and_has_none_of_its_own(table, column):
+    """Every write of the row maintains every index: a single-column index on a foreign key
+    that a composite index already leads with costs each write and serves no read (orders
+    0008). Lookups by the key (and PROTECT's check before a delete) still have an index."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT i.indexrelid::regclass::text, i.indnatts FROM pg_index i "
+            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+            "WHERE i.indrelid = %s::regclass AND a.attname = %s",
+            [table, column],
+        )
+        leading = dict(cursor.fetchall())
+    assert leading, f"no index leads with {table}.{column}"
+    assert all(columns > 1 for columns in leading.values()), leading
