@@ -627,8 +627,12 @@ def intake_check() -> None:
 
 
 # Orders per `orders.submit_batch` task from the batch intake: a worker sends them in one
-# venue call and applies the answers in one transaction.
-SUBMIT_BATCH_SIZE = 50
+# venue call and applies the answers in one transaction. A batch's statements are shared by
+# its orders: in process, 0.55 ms of worker CPU per order at 50, 0.44 at 100, 0.42 at 200;
+# the bench's batch phase 1,258 -> 1,449 -> 1,618 orders/s (python -m tests.bench.cpu_split
+# --phase batch). The price: a task of 200 holds a worker child for ~0.1-0.15 s on this
+# machine kind, and a lone order queued behind it waits that long (docs/operations.md).
+SUBMIT_BATCH_SIZE = 200
 
 
 def _repoint_repeats(

@@ -3,7 +3,7 @@
 import pytest
 
 from brokers.models import SimOrder
-from orders import outbox
+from orders import outbox, services
 from orders.models import Order, OutboxMessage
 from tests.helpers import eur_usd_market
 from tests.workers import wait_for
@@ -29,6 +29,7 @@ def batch_of(count, prefix="b"):
 
 def test_a_batch_of_120_is_sent_as_three_tasks(api, instruments, monkeypatch, settings):
     settings.RISK_ORDERS_PER_MINUTE = 1000
+    monkeypatch.setattr(services, "SUBMIT_BATCH_SIZE", 50)  # (200 in production)
     sent = []
     monkeypatch.setattr(
         outbox, "_send", lambda task, kwargs, producer=None: sent.append((task, kwargs))

@@ -87,10 +87,12 @@ def test_worker_killed_mid_flight_loses_and_duplicates_nothing(api, market):
     assert_each_order_exactly_once_at_the_venue(ids)
 
 
-def test_worker_killed_mid_batch_loses_and_duplicates_nothing(api, market, settings):
+def test_worker_killed_mid_batch_loses_and_duplicates_nothing(api, market, settings, monkeypatch):
     # given a slow venue (0.4 s per call, before it places anything) and a worker given three
-    # batched tasks of 50 orders (one claim, one venue call, one application each)
+    # batched tasks of 50 orders (one claim, one venue call, one application each; the intake
+    # runs in this process: its batch size is set here, 200 in production)
     settings.RISK_ORDERS_PER_MINUTE = 10_000
+    monkeypatch.setattr(services, "SUBMIT_BATCH_SIZE", 50)
     slow = Worker(extra_env={"SIM_LATENCY_MS": "400"})
     try:
         response = api.post(
