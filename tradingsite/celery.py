@@ -2,7 +2,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import task_prerun
+from celery.signals import task_prerun, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradingsite.settings")
 
@@ -22,3 +22,15 @@ def _connections_fit_for_the_task(task: Any = None, **kwargs: Any) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@worker_init.connect
+def _worker_priority(**kwargs: Any) -> None:
+    """The worker runs at a niceness of at least settings.WORKER_NICE (its prefork children are
+    forked after this and inherit it): on a machine shared with the web, the intake comes
+    first. A worker started nicer already stays as it is."""
+    from django.conf import settings
+
+    wanted = settings.WORKER_NICE
+    if wanted > os.getpriority(os.PRIO_PROCESS, 0):
+        os.setpriority(os.PRIO_PROCESS, 0, wanted)
