@@ -11,6 +11,7 @@ parameters and the statement is built as a string. Elsewhere (the SQLite fallbac
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -87,15 +88,7 @@ class _UpdateShape:
         return self.head + ", ".join([self.row] * rows) + self.tail
 
 
-_update_shapes: dict[tuple[type[Model], tuple[str, ...]], _UpdateShape] = {}
-
-
-def _update_shape(model: type[Model], fields: tuple[str, ...]) -> _UpdateShape:
-    key = (model, fields)
-    shape = _update_shapes.get(key)
-    if shape is None:
-        shape = _update_shapes[key] = _UpdateShape(model, fields)
-    return shape
+_update_shape = functools.cache(_UpdateShape)
 
 
 class _InsertShape:
@@ -121,14 +114,7 @@ class _InsertShape:
         ]
 
 
-_insert_shapes: dict[type[Model], _InsertShape] = {}
-
-
-def _insert_shape(model: type[Model]) -> _InsertShape:
-    shape = _insert_shapes.get(model)
-    if shape is None:
-        shape = _insert_shapes[model] = _InsertShape(model)
-    return shape
+_insert_shape = functools.cache(_InsertShape)
 
 
 def _insert_sql(group: Sequence[Model], *, returning: bool) -> tuple[str, list[Any], bool]:
@@ -421,15 +407,8 @@ class _Shape:
         return found
 
 
-_shapes: dict[tuple[type[Model], tuple[str, ...]], _Shape] = {}
-
-
-def _shape(model: type[Model], related: tuple[str, ...]) -> _Shape:
-    key = (model, related)
-    shape = _shapes.get(key)
-    if shape is None:
-        shape = _shapes[key] = _Shape(model, related)
-    return shape
+# One shape per model and relations (built at first use, shared by every thread after).
+_shape = functools.cache(_Shape)
 
 
 def rows_select_from(
