@@ -118,3 +118,52 @@ def terms(client_order_id: str) -> OrderTerms:
         limit_price=Decimal("1.00000"),
         client_order_id=client_order_id,
     )
+
+
+def test_the_count_reads_the_waiting_orders_only_and_one_thread_counts_at_a_time(
+    settings, instruments
+):
+    """The count has no ORDER BY (the model's default, created_at, let a plan walk the whole
+    table's index: its cost grew with the table, a quarter of PostgreSQL's busy time in the
+    bench's third run), and while one thread counts, the process's others use the last count."""
+    import threading
+    from unittest import mock
+
+    from django.db import connection
+    from django.db.models import QuerySet
+    from django.test.utils import CaptureQueriesContext
+
+    settings.ORDERS_INTAKE_MAX_BACKLOG = 5
+    settings.ORDERS_INTAKE_BACKLOG_CHECK_SECONDS = 3600
+    services._backlog_seen = (float("-inf"), 0)
+    with CaptureQueriesContext(connection) as captured:
+        services.intake_check()
+    (sql,) = [q["sql"] for q in captured.captured_queries]
+    assert "ORDER BY" not in sql.upper() and "validated" in sql
+
+    services._backlog_seen = (float("-inf"), 4)
+    inside = threading.Event()
+    release = threading.Event()
+    counted: list[str] = []
+    real_count = QuerySet.count
+
+    def slow_count(queryset):
+        counted.append(threading.current_thread().name)
+        inside.set()
+        release.wait(5)
+        return real_count(queryset)
+
+    def count_in_a_thread():
+        try:
+            services.intake_check()
+        finally:
+            connection.close()  # the thread's own connection
+
+    with mock.patch.object(QuerySet, "count", slow_count):
+        counter = threading.Thread(target=count_in_a_thread, name="counter")
+        counter.start()
+        assert inside.wait(5)
+        services.intake_check()  # another thread meanwhile: the last count (4 < 5), no query
+        release.set()
+        counter.join(5)
+    assert counted == ["counter"]
