@@ -55,34 +55,28 @@ def _update_sql(objects: Sequence[Model], fields: Sequence[str]) -> tuple[str, l
 
 
 class _UpdateShape:
-    """The text of `rows_update`'s statement for one model and set of fields, built once."""
+    """The text of `rows_update`'s statement for one model and set of fields, built once: rows
+    as VALUES, and (where every column can travel as an array) as UNNEST."""
 
     def __init__(self, model: type[Model], fields: tuple[str, ...]) -> None:
         meta = model._meta
         quote = connection.ops.quote_name
         columns = [meta.pk, *(meta.get_field(name) for name in fields)]
-        self.columns = [(column, not isinstance(column, JSONField)) for column in columns]
+        self.columns = _sendable(columns)
         casts = ", ".join(f"%s::{column.db_type(connection)}" for column in columns)
         self.row = f"({casts})"
         names = ", ".join(quote(f"v_{column.column}") for column in columns)
         assignments = ", ".join(
             f"{quote(column.column)} = v.{quote('v_' + column.column)}" for column in columns[1:]
         )
-        self.head = f"UPDATE {quote(meta.db_table)} AS t SET {assignments} FROM (VALUES "
+        update = f"UPDATE {quote(meta.db_table)} AS t SET {assignments} FROM "
+        self.head = f"{update}(VALUES "
         self.tail = (
             f") AS v({names}) WHERE t.{quote(meta.pk.column)} = v.{quote('v_' + meta.pk.column)}"
         )
         types = _array_types(columns)
-        self.unnest = (
-            None
-            if types is None
-            else (
-                self.head.removesuffix("(VALUES ")
-                + "UNNEST("
-                + ", ".join(f"%s::{db_type}[]" for db_type in types)
-                + self.tail
-            )
-        )
+        arrays = None if types is None else ", ".join(f"%s::{t}[]" for t in types)
+        self.unnest = None if arrays is None else f"{update}UNNEST({arrays}{self.tail}"
 
     def sql(self, rows: int) -> str:
         return self.head + ", ".join([self.row] * rows) + self.tail
@@ -92,25 +86,29 @@ _update_shape = functools.cache(_UpdateShape)
 
 
 class _InsertShape:
-    """What an INSERT of one model's new objects needs, worked out once: the columns (with
-    whether their values may go as they are, `_copy_value`), the statement's head and its
-    RETURNING tail."""
+    """What an insert of one model's new objects needs, worked out once: the columns (all but
+    a generated key, as bulk_create chooses them) with whether their values may go as they
+    are (`_copy_value`), the INSERT's head, its RETURNING tail and its array types (UNNEST),
+    and the COPY statement."""
 
     def __init__(self, model: type[Model]) -> None:
         meta = model._meta
         quote = connection.ops.quote_name
-        self.generated, self.fields = _inserted_fields(meta)
-        self.plain = [not isinstance(field, JSONField) for field in self.fields]
-        columns = ", ".join(quote(f.column) for f in self.fields)
-        self.head = f"INSERT INTO {quote(meta.db_table)} ({columns}) "
+        self.generated = isinstance(meta.pk, AutoField | BigAutoField)
+        self.fields = [f for f in meta.concrete_fields if not (self.generated and f.primary_key)]
+        self.columns = _sendable(self.fields)
+        names = ", ".join(quote(f.column) for f in self.fields)
+        self.head = f"INSERT INTO {quote(meta.db_table)} ({names}) "
         self.returning = f" RETURNING {quote(meta.pk.column)}"
         self.row = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
-        self.unnest_types = _unnest_types(meta, self.fields)
+        types = _array_types(self.fields)
+        arrays = None if types is None else ", ".join(f"(%s)::{t}[]" for t in types)
+        self.unnest = None if arrays is None else f"{self.head}SELECT * FROM UNNEST({arrays})"
+        self.copy = f"COPY {quote(meta.db_table)} ({names}) FROM STDIN"
 
     def values(self, obj: Model) -> list[Any]:
         return [
-            _copy_value(field, field.pre_save(obj, True), plain)
-            for field, plain in zip(self.fields, self.plain, strict=True)
+            _copy_value(field, field.pre_save(obj, True), plain) for field, plain in self.columns
         ]
 
 
@@ -124,29 +122,22 @@ def _insert_sql(group: Sequence[Model], *, returning: bool) -> tuple[str, list[A
     keyed = returning and shape.generated
     tail = shape.returning if keyed else ""
     rows = [shape.values(obj) for obj in group]
-    types = shape.unnest_types if len(group) >= UNNEST_MIN_ROWS else None
-    if types is None:
+    if shape.unnest is None or len(group) < UNNEST_MIN_ROWS:
         sql = f"{shape.head}VALUES {', '.join([shape.row] * len(group))}{tail}"
         return sql, [value for values in rows for value in values], keyed
     # One array per column: a few parameters whatever the number of rows (as Django's own
     # bulk_create on PostgreSQL), not one per value for psycopg to parse and quote.
-    columns = ", ".join(f"(%s)::{db_type}[]" for db_type in types)
-    arrays = [list(column) for column in zip(*rows, strict=True)]
-    return f"{shape.head}SELECT * FROM UNNEST({columns}){tail}", arrays, keyed
+    return shape.unnest + tail, [list(column) for column in zip(*rows, strict=True)], keyed
 
 
 # From this many rows an INSERT sends one array per column (UNNEST) instead of a VALUES row
 # per object.
 UNNEST_MIN_ROWS = 4
-_unnest_types_of: dict[Any, list[str] | None] = {}
 
 
-def _unnest_types(meta: Any, fields: list[Field]) -> list[str] | None:
-    """The array element type of each column, or None when a column cannot travel as an array
-    (the conditions Django's PostgreSQL insert compiler checks for its UNNEST)."""
-    if meta not in _unnest_types_of:
-        _unnest_types_of[meta] = _array_types(fields)
-    return _unnest_types_of[meta]
+def _sendable(fields: Sequence[Field]) -> list[tuple[Field, bool]]:
+    """Each field with whether its values may go to psycopg as they are (`_copy_value`)."""
+    return [(field, not isinstance(field, JSONField)) for field in fields]
 
 
 def _array_types(fields: Sequence[Field]) -> list[str] | None:
@@ -281,32 +272,19 @@ def rows_copy(objects: Sequence[Model]) -> None:
     if len(objects) < COPY_MIN_ROWS:
         _insert(objects, savepoint=False)
         return
-    meta = model._meta
-    _, fields = _inserted_fields(meta)
-    quote = connection.ops.quote_name
-    sql = f"COPY {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) FROM STDIN"
+    shape = _insert_shape(model)
     started = time.monotonic()
-    plain = [not isinstance(field, JSONField) for field in fields]
-    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+    with connection.cursor() as cursor, cursor.cursor.copy(shape.copy) as copy:
         for obj in objects:
-            copy.write_row(
-                [
-                    _copy_value(field, field.pre_save(obj, True), is_plain)
-                    for field, is_plain in zip(fields, plain, strict=True)
-                ]
-            )
+            copy.write_row(shape.values(obj))
     if connection.queries_logged:
         connection.queries_log.append(
-            {"sql": f"{sql} -- {len(objects)} rows", "time": f"{time.monotonic() - started:.3f}"}
+            {
+                "sql": f"{shape.copy} -- {len(objects)} rows",
+                "time": f"{time.monotonic() - started:.3f}",
+            }
         )
     _mark_saved(objects)
-
-
-def _inserted_fields(meta: Any) -> tuple[bool, list[Field]]:
-    """Whether the model's key is generated by the database, and the columns an insert
-    writes (all but a generated key), as bulk_create chooses them."""
-    generated = isinstance(meta.pk, AutoField | BigAutoField)
-    return generated, [f for f in meta.concrete_fields if not (generated and f.primary_key)]
 
 
 def _mark_saved(objects: Sequence[Model]) -> None:
@@ -464,11 +442,11 @@ def rows_select(
             continue
         if not wanted:
             return []
+        combos = wanted if isinstance(names, tuple) else [(value,) for value in wanted]
         types = _array_types(fields) if connection.vendor == "postgresql" else None
         if types is not None:
             # One array per column: the same statement text for any number of values
             # (prepared once), and one parameter per column instead of one per value.
-            combos = wanted if isinstance(names, tuple) else [(value,) for value in wanted]
             arrays = ", ".join(f"%s::{db_type}[]" for db_type in types)
             conditions.append(
                 f"{columns[0]} = ANY({arrays})"
@@ -480,7 +458,6 @@ def rows_select(
                 for i, field in enumerate(fields)
             )
             continue
-        combos = wanted if isinstance(names, tuple) else [(value,) for value in wanted]
         row = "(" + ", ".join(["%s"] * len(fields)) + ")"
         conditions.append(
             f"({', '.join(columns)}) IN (VALUES {', '.join([row] * len(combos))})"
