@@ -13,14 +13,12 @@ from django.db import connection
 
 from tradingsite.bulk import rows_select, rows_select_from
 
-from .models import Order
+from .models import ORDER_RELATED, Order
 from .states import S
-
-_RELATED = ("instrument", "account")
 
 
 def order_for_update(order_id: UUID | str) -> Order:
-    found = rows_select(Order, {"id": _uuid(order_id)}, related=_RELATED, lock=True)
+    found = rows_select(Order, {"id": _uuid(order_id)}, related=ORDER_RELATED, lock=True)
     if not found:
         raise Order.DoesNotExist(f"no order {order_id}")
     return found[0]  # type: ignore[return-value]
@@ -30,7 +28,7 @@ def orders_for_update(order_ids: Iterable[UUID | str]) -> list[Order]:
     return rows_select(  # type: ignore[return-value]
         Order,
         {"id": [_uuid(i) for i in order_ids]},
-        related=_RELATED,
+        related=ORDER_RELATED,
         order_by=("id",),
         lock=True,
     )
@@ -61,7 +59,7 @@ def orders_and_backlog_for_update(
         Order,
         "(SELECT * FROM own UNION ALL SELECT * FROM backlog)",
         [own, S.VALIDATED, own, limit],
-        related=_RELATED,
+        related=ORDER_RELATED,
         with_=(
             f"WITH own AS MATERIALIZED (SELECT * FROM {table} WHERE id = ANY(%s)"
             " ORDER BY id FOR UPDATE),"
@@ -78,7 +76,7 @@ def orders_and_backlog_for_update(
 
 def _backlog_for_update(*, exclude: list[UUID], limit: int) -> list[Order]:
     return list(
-        Order.objects.select_related(*_RELATED)
+        Order.objects.select_related(*ORDER_RELATED)
         .filter(status=S.VALIDATED)
         .exclude(pk__in=exclude)
         .order_by("updated_at")

@@ -108,6 +108,11 @@ class Account(models.Model):
         return self.code
 
 
+# The required relations an order's or a fill's state change and API body read: loaded with
+# it (select_related, or tradingsite.bulk.rows_select's `related`).
+ORDER_RELATED = ("instrument", "account")
+
+
 class Order(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # order_account_created and the client order id key lead with the account: no index of its own.

@@ -11,7 +11,7 @@ from django.db.models import Q, QuerySet
 from tradingsite import refdata
 from tradingsite.bulk import rows_select
 
-from .models import Account, Fill, Instrument, Order, OrderEvent
+from .models import ORDER_RELATED, Account, Fill, Instrument, Order, OrderEvent
 from .validation import InstrumentRules
 
 READ_ALL_GROUPS = ("compliance", "risk")
@@ -134,7 +134,7 @@ def orders_visible_to(user: Any) -> QuerySet[Order]:
 def order_visible_to(user: Any, order_id: UUID) -> Order | None:
     """The order if the user may see it, else None: one SELECT built once
     (`tradingsite.bulk.rows_select`), as clients poll their orders' status."""
-    found = rows_select(Order, {"id": order_id}, related=_ORDER_RELATED)
+    found = rows_select(Order, {"id": order_id}, related=ORDER_RELATED)
     if not found:
         return None
     order: Order = found[0]  # type: ignore[assignment]
@@ -146,18 +146,15 @@ def order_visible_to(user: Any, order_id: UUID) -> Order | None:
 def order_fills(order: Order) -> list[Fill]:
     """The order's fills, oldest first."""
     return rows_select(  # type: ignore[return-value]
-        Fill, {"order": order.pk}, related=_ORDER_RELATED, order_by=("executed_at", "id")
+        Fill, {"order": order.pk}, related=ORDER_RELATED, order_by=("executed_at", "id")
     )
 
 
 def order_children(order: Order) -> list[Order]:
     """The orders an algorithm parent released, oldest first."""
     return rows_select(  # type: ignore[return-value]
-        Order, {"parent": order.pk}, related=_ORDER_RELATED, order_by=("created_at", "id")
+        Order, {"parent": order.pk}, related=ORDER_RELATED, order_by=("created_at", "id")
     )
-
-
-_ORDER_RELATED = ("instrument", "account")
 
 
 def orders_tradable_by(user: Any) -> QuerySet[Order]:

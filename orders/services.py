@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from django.conf import settings
@@ -405,6 +405,19 @@ def _creation_events(
     ]
 
 
+class _Counting(NamedTuple):
+    """A batch order on its way to the rate limiter: its place in the batch, its fingerprint
+    and idempotency key, its gate request (made at `now`), and its trading state check (a
+    `reducing` flag, or a halt's refusal not yet recorded)."""
+
+    index: int
+    fingerprint: str
+    key: tuple[int, str]
+    now: datetime
+    gate: Any
+    state: bool | ApplicationError
+
+
 @dataclass(frozen=True)
 class SubmitRequest:
     account: Account
@@ -530,7 +543,7 @@ def orders_submit_many(
     # would. An order whose client order id an earlier order of this batch has waits for
     # step 2, where that one is decided: a repeat if it was accepted here, else the one-order
     # path decides it (counted there; a repeat of a stored order is found by its unique key).
-    to_count: list[tuple[int, str, tuple[int, str], datetime, Any, bool | ApplicationError]] = []
+    to_count: list[_Counting] = []
     later: dict[int, tuple[str, tuple[int, str]]] = {}
     named_here: set[tuple[int, str]] = set()
     for index, request in enumerate(requests):
@@ -551,14 +564,15 @@ def orders_submit_many(
             continue
         if request.terms.client_order_id:
             named_here.add(key)
-        to_count.append((index, fingerprint, key, *found, state_check(found[1])))
+        now, gate = found
+        to_count.append(_Counting(index, fingerprint, key, now, gate, state_check(gate)))
     admissions = dict(
         zip(
-            [item[0] for item in to_count],
+            [item.index for item in to_count],
             risk_services.orders_rate_limit_many(
                 user=user,
-                accounts=[requests[item[0]].account for item in to_count],
-                counted=[not isinstance(item[5], ApplicationError) for item in to_count],
+                accounts=[requests[item.index].account for item in to_count],
+                counted=[not isinstance(item.state, ApplicationError) for item in to_count],
                 actor=actor,
                 correlation_id=correlation_id,
                 context=context,
@@ -568,7 +582,7 @@ def orders_submit_many(
     )
 
     # 2. In order: each order is refused, stored with the others, or takes the one-order path.
-    counted = {item[0]: item for item in to_count}
+    counted = {item.index: item for item in to_count}
     for index, request in enumerate(requests):
         if index in later:
             fingerprint, key = later[index]
@@ -580,23 +594,23 @@ def orders_submit_many(
             continue
         if index not in counted:
             continue  # answered in step 1
-        _, fingerprint, key, now, gate, state = counted[index]
+        item = counted[index]
         admission = admissions[index]
         if isinstance(admission, ApplicationError):
             answers[index] = admission
             continue
-        if isinstance(state, ApplicationError):
-            risk_services.refusal_record(state)
-            answers[index] = state
+        if isinstance(item.state, ApplicationError):
+            risk_services.refusal_record(item.state)
+            answers[index] = item.state
             continue
-        if state or context.limits_apply(gate):
+        if item.state or context.limits_apply(item.gate):
             store_pending()
             answers[index] = one_by_one(request)
             continue
-        order = _new_order(gate, request.terms, user, now, fingerprint, [])
+        order = _new_order(item.gate, request.terms, user, item.now, item.fingerprint, [])
         pending.append((index, request, order))
         if request.terms.client_order_id:
-            in_batch[key] = order
+            in_batch[item.key] = order
         answers[index] = SubmitResult(order=order, created=True)
     store_pending()
     return [answer for answer in answers if answer is not None]
