@@ -173,10 +173,10 @@ CELERY_TASK_ROUTES = {
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
 # CPU priority of the Celery workers: the niceness they run at, at least (set at worker start,
-# inherited by the prefork children; 0 leaves it). Where the web shares the machine with the workers, an order's
-# acceptance is what a client waits for; a worker's share is asynchronous, and the intake's
-# backpressure (ORDERS_INTAKE_MAX_BACKLOG) bounds how far it can fall behind. Measured on the
-# bench stack, one client posting orders back to back: submit p50 6.4 -> 4.4-5.0 ms
+# inherited by the prefork children; 0 leaves it). Where the web shares the machine with the
+# workers, an order's acceptance is what a client waits for; a worker's share is asynchronous,
+# and the intake's backpressure (ORDERS_INTAKE_MAX_BACKLOG) bounds how far it can fall behind.
+# Bench stack, one client posting orders back to back: submit p50 6.4 -> 4.4-5.0 ms
 # (docs/operations.md, "Worker CPU priority").
 WORKER_NICE = env.int("WORKER_NICE", default=10)
 

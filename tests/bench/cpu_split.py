@@ -35,7 +35,7 @@ def _group(process: psutil.Process) -> str | None:
         return "loadgen"
     name = process.info["name"] or ""
     command = " ".join(process.info["cmdline"] or [])
-    if "gunicorn" in command or "granian" in command:
+    if "gunicorn" in command:
         return "web"
     if "celery" in command:
         return "worker" if " worker" in command else "beat" if " beat" in command else None

@@ -167,3 +167,20 @@ def test_the_count_reads_the_waiting_orders_only_and_one_thread_counts_at_a_time
         release.set()
         counter.join(5)
     assert counted == ["counter"]
+
+
+def test_a_count_that_fails_stores_nothing_and_the_next_request_counts_again(api, small_intake):
+    """The database away while the backlog is counted: that order is refused (500) and not
+    stored; the count is taken again by the next request, which goes through."""
+    from unittest import mock
+
+    from django.db import OperationalError
+    from django.db.models import QuerySet
+
+    api.raise_request_exception = False
+    with mock.patch.object(QuerySet, "count", side_effect=OperationalError("server closed")):
+        refused = post(api, "while-away")
+    assert refused.status_code == 500
+    assert not Order.objects.filter(client_order_id="while-away").exists()
+    assert post(api, "after").status_code == 201
+    assert Order.objects.filter(client_order_id="after").count() == 1
