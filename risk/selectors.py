@@ -4,19 +4,29 @@ snapshot the pure checks run on."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, F, Q, QuerySet, Sum
-from django.db.models.functions import Coalesce
+from django.db import connection
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from brokers.base import Quote as VenueQuote
 from brokers.marketdata import conversion_rate
 from brokers.registry import venue_for
 from orders.models import Account, Instrument, Order, Position
-from orders.states import OPEN
+from orders.valuation import (
+    OPEN_LITERALS,
+    ZERO,
+    account_book,
+    account_value_of,
+    positions_held,
+)
 from tradingsite import refdata
+from tradingsite.bulk import rows_select
+from tradingsite.db import db_decimal
 
 from . import checks
 from .models import RateLimitOverride, RiskEvent, RiskLimit, Scope, TradingMode, TradingState
@@ -120,41 +130,75 @@ def account_positions(
     account: Account, *, symbols: Iterable[str] | None = None, strategy_id: str | None = None
 ) -> dict[str, Decimal]:
     """Signed quantity per symbol from the books (the account's, or one strategy's)."""
-    rows = Position.objects.filter(account=account, strategy_id=strategy_id or "").exclude(
-        quantity=0
-    )
-    if symbols is not None:
-        rows = rows.filter(instrument__symbol__in=list(symbols))
-    return dict(rows.values_list("instrument__symbol", "quantity"))
+    if strategy_id:
+        rows = rows_select(
+            Position, {"account": account.pk, "strategy_id": strategy_id}, related=("instrument",)
+        )
+        held = [position for position in rows if position.quantity != 0]
+    else:
+        held = positions_held(account)
+    wanted = None if symbols is None else set(symbols)
+    return {
+        p.instrument.symbol: p.quantity
+        for p in held
+        if wanted is None or p.instrument.symbol in wanted
+    }
 
 
-def open_order_totals(account: Account) -> tuple[dict[str, Decimal], dict[str, Decimal], int]:
-    buys: dict[str, Decimal] = {}
-    sells: dict[str, Decimal] = {}
-    count = 0
-    rows = (
-        Order.objects.filter(account=account, status__in=list(OPEN))
-        .values("instrument__symbol", "side")
-        .annotate(remaining=Sum("remaining_quantity"), n=Count("id"))
-    )
-    for row in rows:
-        target = buys if row["side"] == "buy" else sells
-        target[row["instrument__symbol"]] = row["remaining"]
-        count += row["n"]
-    return buys, sells, count
+@dataclass(frozen=True)
+class Working:
+    """The account's open orders of one symbol, side and reduce-only flag, summed."""
+
+    symbol: str
+    quote_currency: str
+    asset_class: str
+    side: str
+    reduce_only: bool
+    remaining: Decimal
+    count: int
+    priced: Decimal | None  # remaining x limit (or stop) price, over the priced orders
+    unpriced: Decimal | None  # remaining of the orders with neither price (market orders)
 
 
-def _venue_quote(quote: checks.Quote) -> VenueQuote:
-    return VenueQuote(
-        symbol="", bid=quote.bid, ask=quote.ask, bid_size=Decimal(0), ask_size=Decimal(0), seq=0
-    )
+# One read gives the open-order totals, the open order count and the margin working orders
+# reserve: sent as text (the ORM's compiler cost more CPU than the read), the statuses as
+# literals so that the planner proves the partial index's condition (order_open_account_instrument).
+_WORKING_SQL = f"""
+SELECT i.symbol, i.quote_currency, i.asset_class, o.side, o.reduce_only,
+  SUM(o.remaining_quantity), COUNT(*),
+  SUM(o.remaining_quantity * COALESCE(o.limit_price, o.stop_price)),
+  SUM(CASE WHEN o.limit_price IS NULL AND o.stop_price IS NULL THEN o.remaining_quantity END)
+FROM {Order._meta.db_table} o JOIN {Instrument._meta.db_table} i ON i.id = o.instrument_id
+WHERE o.account_id = %s AND o.status IN ({OPEN_LITERALS})
+GROUP BY i.symbol, i.quote_currency, i.asset_class, o.side, o.reduce_only
+"""
 
 
-def _quotes(venue: str, symbols: list[str]) -> dict[str, checks.Quote]:
+def working_orders(account: Account) -> list[Working]:
+    with connection.cursor() as cursor:
+        cursor.execute(_WORKING_SQL, [account.pk])
+        rows = cursor.fetchall()
+    return [
+        Working(
+            symbol=symbol,
+            quote_currency=quote_currency,
+            asset_class=asset_class,
+            side=side,
+            reduce_only=bool(reduce_only),
+            remaining=db_decimal(remaining) or ZERO,
+            count=count,
+            priced=db_decimal(priced),
+            unpriced=db_decimal(unpriced),
+        )
+        for symbol, quote_currency, asset_class, side, reduce_only, remaining, count, priced,
+        unpriced in rows
+    ]  # fmt: skip
+
+
+def _quotes(venue: str, symbols: list[str]) -> dict[str, VenueQuote]:
     if not symbols:
         return {}
-    found = venue_for(venue).quotes(symbols)
-    return {symbol: checks.Quote(bid=q.bid, ask=q.ask) for symbol, q in found.items()}
+    return dict(venue_for(venue).quotes(symbols))
 
 
 def snapshot_for(
@@ -166,7 +210,8 @@ def snapshot_for(
     limits: list[checks.Limit],
     reducing: bool,
 ) -> checks.Snapshot:
-    """Everything the checks need for this order, and nothing they do not."""
+    """Everything the checks need for this order, and nothing they do not: with every rule
+    configured, four reads (open orders, positions, quotes, the books)."""
     rules = {limit.rule for limit in limits}
     if reducing:
         rules.add(checks.REDUCE_ONLY)
@@ -175,38 +220,46 @@ def snapshot_for(
     strategy_positions: dict[str, Decimal] = {}
     buys: dict[str, Decimal] = {}
     sells: dict[str, Decimal] = {}
-    count = 0
+    working: list[Working] = []
+    held: list[Position] = []
+    if rules & NEEDS_POSITIONS or checks.MAX_OPEN_ORDERS in rules:
+        working = working_orders(account)
     if rules & NEEDS_POSITIONS:
-        positions = account_positions(
-            account, symbols=None if rules & NEEDS_ALL_POSITIONS else [symbol]
-        )
-        buys, sells, count = open_order_totals(account)
+        held = positions_held(account)
+        every = bool(rules & NEEDS_ALL_POSITIONS)
+        positions = {
+            p.instrument.symbol: p.quantity for p in held if every or p.instrument.symbol == symbol
+        }
+        for group in working:
+            totals = buys if group.side == "buy" else sells
+            totals[group.symbol] = totals.get(group.symbol, ZERO) + group.remaining
         if strategy_id and any(
             lim.rule == checks.MAX_POSITION and lim.scope == Scope.STRATEGY for lim in limits
         ):
             strategy_positions = account_positions(
                 account, symbols=[symbol], strategy_id=strategy_id
             )
-    elif checks.MAX_OPEN_ORDERS in rules:
-        count = Order.objects.filter(account=account, status__in=list(OPEN)).count()
-    quotes: dict[str, checks.Quote] = {}
+    venue_quotes: dict[str, VenueQuote] = {}
     conversions: dict[str, Decimal] = {}
     if rules & NEEDS_QUOTE:
-        symbols = {symbol}
+        instruments = {symbol: instrument}
         if rules & NEEDS_ALL_POSITIONS:
-            symbols |= set(positions)
-        quotes = _quotes(venue, sorted(symbols))
-        instruments = {i.symbol: i for i in Instrument.objects.filter(symbol__in=symbols)}
-        shared = {name: _venue_quote(q) for name, q in quotes.items()}
-        for name, held in instruments.items():
+            instruments.update((p.instrument.symbol, p.instrument) for p in held if p.quantity)
+        venue_quotes = _quotes(venue, sorted(instruments))
+        shared = dict(venue_quotes)
+        for name, listed in instruments.items():
             rate = conversion_rate(
-                held.quote_currency, account.currency, quotes=shared, venue=venue
+                listed.quote_currency, account.currency, quotes=shared, venue=venue
             )
             if rate is not None:
                 conversions[name] = rate
+    quotes = {name: checks.Quote(bid=q.bid, ask=q.ask) for name, q in venue_quotes.items()}
     books: dict[str, Any] = {}
     if rules & NEEDS_BOOKS:
-        books = _books(account, instrument, quotes)
+        same_venue = venue == settings.MARKET_DATA_VENUE
+        books = _books(
+            account, instrument, quotes, working, held, dict(venue_quotes) if same_venue else None
+        )
     return checks.Snapshot(
         **books,
         limits=tuple(limits),
@@ -214,48 +267,61 @@ def snapshot_for(
         strategy_positions=strategy_positions,
         open_buy=buys,
         open_sell=sells,
-        open_order_count=count,
+        open_order_count=sum(group.count for group in working),
         quotes=quotes,
         to_account_currency=conversions,
         reducing=reducing,
     )
 
 
+def _venue_quote(quote: checks.Quote) -> VenueQuote:
+    return VenueQuote(
+        symbol="", bid=quote.bid, ask=quote.ask, bid_size=Decimal(0), ask_size=Decimal(0), seq=0
+    )
+
+
 def _books(
-    account: Account, instrument: Instrument, quotes: dict[str, checks.Quote]
+    account: Account,
+    instrument: Instrument,
+    quotes: dict[str, checks.Quote],
+    working: list[Working],
+    held: list[Position],
+    market_quotes: dict[str, VenueQuote] | None,
 ) -> dict[str, Any]:
     """Daily P&L, buying power and the margin working orders reserve, in the account
-    currency (orders.valuation). Open orders are valued at their limit or stop price, market
-    orders at the mid."""
-    from orders.valuation import account_value
-
-    value = account_value(account)
-    margin_rates = {k: Decimal(v) for k, v in settings.MARGIN_RATES.items()}
-    reserved = Decimal(0)
-    # One aggregate per symbol, not one row per working order: priced orders at their limit
-    # (or stop) price, market orders at the mid.
-    rows = (
-        Order.objects.filter(account=account, status__in=list(OPEN), reduce_only=False)
-        .values("instrument__symbol", "instrument__quote_currency", "instrument__asset_class")
-        .annotate(
-            priced=Sum(F("remaining_quantity") * Coalesce("limit_price", "stop_price")),
-            unpriced=Sum(
-                "remaining_quantity", filter=Q(limit_price__isnull=True, stop_price__isnull=True)
-            ),
-        )
+    currency (orders.valuation), from the open orders and positions read already and one read
+    of the books. Open orders are valued at their limit or stop price, market orders at the
+    mid. `market_quotes`: the quotes read already, when they are the market-data venue's."""
+    value = account_value_of(
+        account,
+        account_book(account, now=timezone.now()),
+        held,
+        open_orders=sum(group.count for group in working),
+        quotes=market_quotes,
     )
+    margin_rates = {k: Decimal(v) for k, v in settings.MARGIN_RATES.items()}
+    # Per symbol, over both sides: the priced orders at their price, the unpriced remaining.
+    per_symbol: dict[str, tuple[Working, Decimal, Decimal | None]] = {}
+    for group in working:
+        if group.reduce_only:
+            continue
+        _, priced, unpriced = per_symbol.get(group.symbol, (group, ZERO, None))
+        if group.priced is not None:
+            priced += group.priced
+        if group.unpriced is not None:
+            unpriced = group.unpriced if unpriced is None else unpriced + group.unpriced
+        per_symbol[group.symbol] = (group, priced, unpriced)
     shared = {name: _venue_quote(q) for name, q in quotes.items()}
-    for row in rows:
-        symbol = row["instrument__symbol"]
-        working = row["priced"] or Decimal(0)
-        if row["unpriced"]:
+    reserved = Decimal(0)
+    for symbol, (group, working_value, unpriced) in per_symbol.items():
+        if unpriced:
             quote = shared.get(symbol) or _quotes(settings.MARKET_DATA_VENUE, [symbol]).get(symbol)
             if quote is not None:
-                working += row["unpriced"] * quote.mid
-        rate = conversion_rate(row["instrument__quote_currency"], account.currency, quotes=shared)
+                working_value += unpriced * quote.mid
+        rate = conversion_rate(group.quote_currency, account.currency, quotes=shared)
         if rate is None:
             continue
-        reserved += working * rate * margin_rates.get(row["instrument__asset_class"], Decimal(1))
+        reserved += working_value * rate * margin_rates.get(group.asset_class, Decimal(1))
     return {
         "daily_pnl": value.daily_pnl if value.complete else None,
         "buying_power": value.buying_power if value.complete else None,

@@ -8,11 +8,14 @@ for its check it skips the ping, and if the read meets a dead connection (Postgr
 restarted, the backend was terminated), it reconnects and reads again. Reading twice is
 harmless; a write is never retried this way, and inside a transaction the ping is left to
 Django (a transaction cannot be reopened on a new connection).
+
+`db_decimal` reads a numeric value of such a raw read the way the ORM would.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Context, Decimal
 from typing import Any
 
 from django.db import InterfaceError, OperationalError, connection
@@ -49,3 +52,18 @@ def read(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+# SQLite answers a decimal column, or a sum of them, in a statement sent as text as a float
+# (or an int): read as the ORM reads it there, to 15 significant digits. PostgreSQL's numeric
+# arrives as a Decimal already.
+_FLOAT_DECIMALS = Context(prec=15)
+
+
+def db_decimal(value: Any) -> Decimal | None:
+    """A numeric value of a raw read as a Decimal (None stays None)."""
+    if value is None or isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):
+        return _FLOAT_DECIMALS.create_decimal_from_float(value)
+    return Decimal(value)

@@ -348,7 +348,7 @@ class SimulatedVenue:
 
     def quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
         result = {}
-        for row in SimQuote.objects.filter(symbol__in=list(symbols)):
+        for row in rows_select(SimQuote, {"symbol": list(symbols)}):
             result[row.symbol] = self._as_quote(row)
         for symbol in set(symbols) - set(result):
             with transaction.atomic():

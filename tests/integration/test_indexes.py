@@ -3,13 +3,13 @@ use them: the quote step's two-statement matching query, the list pages' account
 on PostgreSQL, that each partial index's condition is implied by the query it is for (a
 partial index whose condition the planner cannot prove is silently never used)."""
 
+import importlib
 from datetime import timedelta
 from decimal import Decimal
 from itertools import product
 
 import pytest
 from django.db import connection
-from django.db.models import Count, Sum
 from django.utils import timezone
 
 from brokers.models import SimOrder
@@ -145,7 +145,8 @@ def test_a_user_without_accounts_sees_no_orders_or_fills(api):
 
 
 def _plan_with_only(index: str, table: str, queryset) -> str:
-    """EXPLAIN of `queryset` with every other index of `table` but its primary key dropped (in
+    """EXPLAIN of `queryset` (or of a statement with one integer parameter, prepared, its
+    generic plan) with every other index of `table` but its primary key dropped (in
     the test's transaction: rolled back) and sequential scans disabled: the plan names `index`
     only if the planner can prove the query implies the index's condition."""
     with connection.cursor() as cursor:
@@ -163,22 +164,32 @@ def _plan_with_only(index: str, table: str, queryset) -> str:
                 cursor.execute(f'DROP INDEX "{name}"')
         cursor.execute("SET LOCAL enable_seqscan = off")
         try:
+            if isinstance(queryset, tuple):  # its generic plan: blind to the parameters
+                sql, params = queryset
+                cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+                cursor.execute(f"PREPARE planned AS {sql.replace('%s', '$1')}")
+                try:
+                    cursor.execute(f"EXPLAIN EXECUTE planned({', '.join(map(str, params))})")
+                    return "\n".join(row[0] for row in cursor.fetchall())
+                finally:
+                    cursor.execute("DEALLOCATE planned")
             return queryset.explain()
         finally:
             cursor.execute("SET LOCAL enable_seqscan = on")
 
 
 @pytest.mark.postgres
-def test_open_order_totals_can_use_the_open_orders_index(trader):
-    # given the risk snapshot's query, as risk.selectors.open_order_totals builds it
+@pytest.mark.parametrize(
+    "statement", ["risk.selectors._WORKING_SQL", "orders.valuation._OPEN_COUNT_SQL"]
+)
+def test_the_open_order_reads_can_use_the_open_orders_index(trader, statement):
+    # given a read of an account's open orders (the risk snapshot's totals, the open count)
+    module, name = statement.rsplit(".", 1)
+    sql = getattr(importlib.import_module(module), name)
     account = trader.trading_accounts.get()
-    query = (
-        Order.objects.filter(account=account, status__in=list(OPEN))
-        .values("instrument__symbol", "side")
-        .annotate(remaining=Sum("remaining_quantity"), n=Count("id"))
-    )
-    # when it is planned with only the partial index to choose from
-    plan = _plan_with_only("order_open_account_instrument", "orders_order", query)
+    # when it is planned with only the partial index to choose from, as the generic plan a
+    # prepared statement may take after five runs (blind to its parameters' values)
+    plan = _plan_with_only("order_open_account_instrument", "orders_order", (sql, [account.pk]))
     # then the partial index serves it
     assert "order_open_account_instrument" in plan, plan
 
