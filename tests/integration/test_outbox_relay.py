@@ -54,6 +54,20 @@ def test_a_sent_submission_is_marked_by_the_relay_without_a_second_publish(api, 
     assert row_of(order_id).published_at is not None
 
 
+def test_marked_submissions_are_marked_without_reading_their_orders(
+    api, sent, django_assert_num_queries
+):
+    # given a batch's submissions, sent and marked in Redis (as under load: every one)
+    orders = [{**ORDER_BODY, "client_order_id": f"rm-{n}"} for n in range(3)]
+    assert api.post("/api/v1/orders/batch/", {"orders": orders}, format="json").status_code == 200
+    # when the relay passes: the rows due and their marking (and the transaction's BEGIN and
+    # COMMIT), not the orders they carry
+    with django_assert_num_queries(4) as captured:
+        assert outbox.relay(older_than_seconds=0) == 0
+    assert not any('"orders_order"' in query["sql"] for query in captured.captured_queries)
+    assert not OutboxMessage.objects.filter(published_at__isnull=True).exists()
+
+
 def test_without_its_mark_a_submission_already_sent_is_not_published_again(api, sent):
     order_id = submit(api, client_order_id="r2")["id"]
     cache.delete(outbox._sent_key(row_of(order_id).pk))
