@@ -7,10 +7,12 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from tradingsite.fastinit import FastInit
+
 QUANTITY = {"max_digits": 28, "decimal_places": 10}
 
 
-class SimQuote(models.Model):
+class SimQuote(FastInit, models.Model):
     """The current top of book per symbol, and what is left of its size for takers."""
 
     symbol = models.CharField(max_length=32, unique=True)
@@ -30,7 +32,7 @@ class SimQuote(models.Model):
         return f"{self.symbol} {self.bid}/{self.ask}"
 
 
-class SimOrder(models.Model):
+class SimOrder(FastInit, models.Model):
     client_order_id = models.CharField(max_length=64, unique=True)
     account = models.CharField(max_length=32, blank=True, default="")
     symbol = models.CharField(max_length=32)
@@ -98,7 +100,7 @@ def sim_venue_order_id(pk: int) -> str:
     return f"SIM-{pk}"
 
 
-class SimReport(models.Model):
+class SimReport(FastInit, models.Model):
     """The venue's execution-report stream; its id is the pollers' cursor."""
 
     id = models.BigAutoField(primary_key=True)

@@ -11,6 +11,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from tradingsite.fastinit import FastInit
+
 from .states import OPEN, TERMINAL, OrderStatus
 
 # 28 digits, 10 after the point: enough for BTC satoshis, JPY prices and 10^17 notionals.
@@ -50,7 +52,7 @@ class Liquidity(models.TextChoices):
     TAKER = "taker"
 
 
-class Instrument(models.Model):
+class Instrument(FastInit, models.Model):
     symbol = models.CharField(max_length=32, unique=True)
     asset_class = models.CharField(max_length=16, choices=AssetClass.choices)
     base_currency = models.CharField(max_length=8)
@@ -80,7 +82,7 @@ class Instrument(models.Model):
         return max(0, -int(exponent))
 
 
-class Account(models.Model):
+class Account(FastInit, models.Model):
     code = models.CharField(max_length=32, unique=True)
     name = models.CharField(max_length=128, blank=True)
     currency = models.CharField(max_length=8, default="USD")
@@ -113,7 +115,7 @@ class Account(models.Model):
 ORDER_RELATED = ("instrument", "account")
 
 
-class Order(models.Model):
+class Order(FastInit, models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # order_account_created and the client order id key lead with the account: no index of its own.
     account = models.ForeignKey(
@@ -220,7 +222,7 @@ class Order(models.Model):
         return self.status in OPEN
 
 
-class Fill(models.Model):
+class Fill(FastInit, models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # fill_order_executed leads with the order: no index of its own.
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills", db_index=False)
@@ -269,7 +271,7 @@ class Fill(models.Model):
         return f"{self.side} {self.quantity} @ {self.price}"
 
 
-class OrderEvent(models.Model):
+class OrderEvent(FastInit, models.Model):
     """Append-only audit trail: on PostgreSQL a trigger refuses UPDATE and DELETE."""
 
     id = models.BigAutoField(primary_key=True)
@@ -295,7 +297,7 @@ class OrderEvent(models.Model):
         return f"#{self.seq} {self.type}"
 
 
-class OutboxMessage(models.Model):
+class OutboxMessage(FastInit, models.Model):
     """Work written in the same transaction as the state change it belongs to (RELIABILITY.md #1).
 
     After commit the row is published to Celery at once; the relay publishes whatever is still
@@ -332,7 +334,7 @@ class VenueCursor(models.Model):
         return f"{self.venue} @ {self.cursor}"
 
 
-class Position(models.Model):
+class Position(FastInit, models.Model):
     """Signed quantity and average cost per account and instrument (strategy_id ""), and per
     account, strategy and instrument for attribution. Moved only by orders.books, in the
     same transaction as the fill."""
