@@ -28,17 +28,20 @@ def conversion_rate(
     """One unit of `from_currency` in `to_currency`, from the mid of the pair that links them
     (EUR in USD: the EUR_USD mid; JPY in USD: 1 / the USD_JPY mid). None when no listed
     instrument links them. `quotes` is a cache the caller may share between calls."""
-    from orders.selectors import instrument_by_symbol
+    from orders.selectors import instruments_listed
 
     if from_currency == to_currency:
         return Decimal(1)
     cache = quotes if quotes is not None else {}
+    listed = None
     for pair, invert in (
         (f"{from_currency}_{to_currency}", False),
         (f"{to_currency}_{from_currency}", True),
     ):
         if pair not in cache:
-            if instrument_by_symbol(pair) is None:
+            if listed is None:  # one look at the reference data for both pairs
+                listed = instruments_listed()
+            if pair not in listed:
                 continue
             cache.update(last_quotes([pair], venue=venue))
         quote = cache.get(pair)

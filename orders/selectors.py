@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 from uuid import UUID
 
@@ -21,6 +22,11 @@ def instrument_by_symbol(symbol: str) -> Instrument | None:
     """From the reference-data cache (tradingsite/refdata.py): a copy, the caller's own."""
     instrument = refdata.cached(("instruments",), _instruments_by_symbol).get(symbol)
     return None if instrument is None else refdata.instance_copy(instrument)
+
+
+def instruments_listed() -> Collection[str]:
+    """The symbols of every listed instrument (reference data: read them only)."""
+    return refdata.cached(("instruments",), _instruments_by_symbol).keys()
 
 
 def _instruments_by_symbol() -> dict[str, Instrument]:

@@ -443,6 +443,13 @@ def rows_select(
         if not wanted:
             return []
         combos = wanted if isinstance(names, tuple) else [(value,) for value in wanted]
+        if len(combos) == 1:
+            # One value (a lone order's row): plain equalities, prepared as their own
+            # statement; an array parameter costs psycopg more to send than the read itself.
+            for column, field, value in zip(columns, fields, combos[0], strict=True):
+                conditions.append(f"{column} = %s")
+                params.append(field.get_db_prep_value(value, connection))
+            continue
         types = _array_types(fields) if connection.vendor == "postgresql" else None
         if types is not None:
             # One array per column: the same statement text for any number of values
