@@ -35,6 +35,24 @@ EVERY_RULE = [
 ]
 
 
+def every_rule() -> list[checks.Limit]:
+    return [
+        checks.Limit(rule=rule, value=D(1), scope="account", target="ACC-1") for rule in EVERY_RULE
+    ]
+
+
+def eur_usd_snapshot(account, instruments, limits, strategy_id=""):
+    """The snapshot of an order for EUR_USD on the sim venue, not under a reducing state."""
+    return snapshot_for(
+        account=account,
+        instrument=instruments["EUR_USD"],
+        strategy_id=strategy_id,
+        venue="sim",
+        limits=limits,
+        reducing=False,
+    )
+
+
 def _order(account, symbol, n, *, side, quantity, status, reduce_only=False, **terms):
     """An order stored by order_submit, then taken to `status` with its event."""
     order = services.order_submit(
@@ -190,17 +208,7 @@ def test_before_the_first_snapshot_daily_pnl_counts_every_deposit(book):
 
 
 def test_the_snapshot_with_every_rule_has_every_figure(book, instruments):
-    limits = [
-        checks.Limit(rule=rule, value=D(1), scope="account", target="ACC-1") for rule in EVERY_RULE
-    ]
-    snapshot = snapshot_for(
-        account=book,
-        instrument=instruments["EUR_USD"],
-        strategy_id="",
-        venue="sim",
-        limits=limits,
-        reducing=False,
-    )
+    snapshot = eur_usd_snapshot(book, instruments, every_rule())
     assert snapshot.positions == {"EUR_USD": D(100000), "USD_JPY": D(-10000)}
     assert snapshot.open_buy == {"EUR_USD": D(20000), "AAPL": D(10)}
     assert snapshot.open_sell == {"EUR_USD": D(15000)}  # the reduce-only order counts here
@@ -218,14 +226,7 @@ def test_the_snapshot_with_every_rule_has_every_figure(book, instruments):
 
 def test_a_strategy_position_limit_reads_the_strategys_position(book, instruments):
     limits = [checks.Limit(rule=checks.MAX_POSITION, value=D(1), scope="strategy", target="s1")]
-    snapshot = snapshot_for(
-        account=book,
-        instrument=instruments["EUR_USD"],
-        strategy_id="s1",
-        venue="sim",
-        limits=limits,
-        reducing=False,
-    )
+    snapshot = eur_usd_snapshot(book, instruments, limits, strategy_id="s1")
     assert snapshot.positions == {"EUR_USD": D(100000)}  # the order's symbol only
     assert snapshot.strategy_positions == {"EUR_USD": D(5000)}
 
@@ -233,31 +234,14 @@ def test_a_strategy_position_limit_reads_the_strategys_position(book, instrument
 def test_the_snapshot_with_every_rule_takes_five_statements_at_most(
     book, instruments, django_assert_max_num_queries
 ):
-    limits = [
-        checks.Limit(rule=rule, value=D(1), scope="account", target="ACC-1") for rule in EVERY_RULE
-    ]
-    arguments = {
-        "account": book,
-        "instrument": instruments["EUR_USD"],
-        "strategy_id": "",
-        "venue": "sim",
-        "limits": limits,
-        "reducing": False,
-    }
-    snapshot_for(**arguments)  # reference data read and cached
+    limits = every_rule()
+    eur_usd_snapshot(book, instruments, limits)  # reference data read and cached
     # as in a request: the reference data's version once; then open orders, positions,
     # quotes and the books
     with django_assert_max_num_queries(5), refdata.scope():
-        snapshot_for(**arguments)
+        eur_usd_snapshot(book, instruments, limits)
 
 
 def test_an_account_without_limits_reads_nothing(book, instruments, django_assert_num_queries):
     with django_assert_num_queries(0):
-        snapshot_for(
-            account=book,
-            instrument=instruments["EUR_USD"],
-            strategy_id="",
-            venue="sim",
-            limits=[],
-            reducing=False,
-        )
+        eur_usd_snapshot(book, instruments, [])
