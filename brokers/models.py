@@ -124,3 +124,22 @@ class SimReport(FastInit, models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk}"
+
+
+class SimPosition(models.Model):
+    """The venue's net position per account and symbol, moved with every fill in the fill's
+    transaction (reported or not), as a real venue keeps it: reconciliation reads these rows
+    instead of summing every report the venue ever wrote."""
+
+    account = models.CharField(max_length=32, blank=True, default="")
+    symbol = models.CharField(max_length=32)
+    quantity = models.DecimalField(**QUANTITY, default=Decimal(0))  # signed
+
+    class Meta:
+        verbose_name = "simulated venue position"
+        constraints = [
+            models.UniqueConstraint(fields=["account", "symbol"], name="simposition_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account} {self.symbol} {self.quantity}"

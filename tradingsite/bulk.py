@@ -38,6 +38,12 @@ def rows_update(objects: Sequence[Model], fields: Sequence[str]) -> int:
         return cursor.rowcount
 
 
+def rows_update_sql(objects: Sequence[Model], fields: Sequence[str]) -> tuple[str, list[Any]]:
+    """`rows_update`'s statement and parameters on PostgreSQL, for a caller that sends it
+    with another write (as a WITH query of it, or the other as one of this)."""
+    return _update_sql(objects, fields)
+
+
 def _update_sql(objects: Sequence[Model], fields: Sequence[str]) -> tuple[str, list[Any]]:
     shape = _update_shape(type(objects[0]), tuple(fields))
     rows = [

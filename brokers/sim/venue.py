@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Q, QuerySet, Sum
+from django.db import connection, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from brokers.base import (
@@ -38,11 +38,20 @@ from brokers.base import (
     VenueTransientError,
     refusal_report,
 )
-from brokers.models import SimOrder, SimQuote, SimReport, sim_venue_order_id
-from tradingsite.bulk import QueryTemplate, rows_insert, rows_select, rows_update
+from brokers.models import SimOrder, SimPosition, SimQuote, SimReport, sim_venue_order_id
+from tradingsite.bulk import (
+    QueryTemplate,
+    rows_insert,
+    rows_select,
+    rows_update,
+    rows_update_sql,
+)
 
 from . import engine
 from .config import walk_spec_for
+
+# The quote columns a taker's fill moves.
+QUOTE_SIZES = ("bid_available", "ask_available")
 
 # The reason of a REJECT_RATE rejection.
 REJECTED_BY_VENUE = "rejected by the simulated venue"
@@ -194,15 +203,15 @@ class SimulatedVenue:
                 self._number_fills(order, reports, fills_before=0)
                 for report in reports:
                     report.order = order
-            rows_insert([report for _, reports in placed for report in reports], savepoint=False)
+            written = [report for _, reports in placed for report in reports]
+            rows_insert(written, savepoint=False)
             touched = []
             for symbol, row in rows.items():
                 left = liquidity[symbol]
                 if (left.bid_size, left.ask_size) != (row.bid_available, row.ask_available):
                     row.bid_available, row.ask_available = left.bid_size, left.ask_size
                     touched.append(row)
-            if touched:
-                rows_update(touched, ["bid_available", "ask_available"])
+            self._positions_and_quotes(written, touched)
             # The orders placed now answer with the reports just written; one sent before
             # (a repeated delivery) with what it has reported since.
             reports_by_order = self._reports_by_order(
@@ -327,24 +336,63 @@ class SimulatedVenue:
         self._network()
         if account:
             return self.positions_for_account(account)
-        return self._positions(SimReport.objects.all())
+        totals: dict[str, Decimal] = {}
+        for row in SimPosition.objects.all():
+            totals[row.symbol] = totals.get(row.symbol, Decimal(0)) + row.quantity
+        return totals
 
     def positions_for_account(self, account: str) -> dict[str, Decimal]:
-        return self._positions(SimReport.objects.filter(order__account=account))
+        return dict(SimPosition.objects.filter(account=account).values_list("symbol", "quantity"))
 
     @staticmethod
-    def _positions(reports: QuerySet[SimReport]) -> dict[str, Decimal]:
-        totals: dict[str, Decimal] = {}
-        rows = (
-            reports.filter(kind=ReportKind.FILL)
-            .values("order__symbol", "order__side")
-            .annotate(total=Sum("quantity"))
-            .order_by()
+    def _positions_upsert(reports: Sequence[SimReport]) -> tuple[str, list[Any]] | None:
+        """The statement that moves the positions by these fill reports (saved, each with its
+        order), keys in order; None without fills."""
+        moves: dict[tuple[str, str], Decimal] = {}
+        for report in reports:
+            if report.kind != ReportKind.FILL:
+                continue
+            order = report.order
+            key = (order.account, order.symbol)
+            signed = report.quantity if order.side == "buy" else -report.quantity
+            moves[key] = moves.get(key, Decimal(0)) + signed
+        if not moves:
+            return None
+        keys = sorted(moves)
+        table = SimPosition._meta.db_table
+        insert = f"INSERT INTO {table} (account, symbol, quantity)"
+        conflict = (
+            " ON CONFLICT (account, symbol) DO UPDATE"
+            f" SET quantity = {table}.quantity + EXCLUDED.quantity"
         )
-        for row in rows:
-            signed = row["total"] if row["order__side"] == "buy" else -row["total"]
-            totals[row["order__symbol"]] = totals.get(row["order__symbol"], Decimal(0)) + signed
-        return totals
+        if connection.vendor == "postgresql":  # one text for any number of keys
+            columns = [[k[0] for k in keys], [k[1] for k in keys], [moves[k] for k in keys]]
+            unnest = "SELECT * FROM UNNEST(%s::varchar[], %s::varchar[], %s::numeric[])"
+            return f"{insert} {unnest}{conflict}", columns
+        values = ", ".join(["(%s, %s, %s)"] * len(keys))
+        return f"{insert} VALUES {values}{conflict}", [v for k in keys for v in (*k, moves[k])]
+
+    def _positions_move(self, reports: Sequence[SimReport]) -> None:
+        """Move the positions by these fill reports, in the fills' transaction."""
+        upsert = self._positions_upsert(reports)
+        if upsert is not None:
+            with connection.cursor() as cursor:
+                cursor.execute(*upsert)
+
+    def _positions_and_quotes(self, reports: Sequence[SimReport], quotes: list[SimQuote]) -> None:
+        """The positions moved by `reports` and the quotes' sizes written: on PostgreSQL one
+        statement (the upsert as a WITH query of the quotes' update), elsewhere two."""
+        upsert = self._positions_upsert(reports)
+        if upsert is None or not quotes or connection.vendor != "postgresql":
+            if quotes:
+                rows_update(quotes, QUOTE_SIZES)
+            if upsert is not None:
+                with connection.cursor() as cursor:
+                    cursor.execute(*upsert)
+            return
+        update, params = rows_update_sql(quotes, QUOTE_SIZES)
+        with connection.cursor() as cursor:
+            cursor.execute(f"WITH positions AS ({upsert[0]}) {update}", [*upsert[1], *params])
 
     def quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
         result = {}
@@ -426,6 +474,7 @@ class SimulatedVenue:
         )
         for report in reports:
             report.save(force_insert=True)
+        self._positions_move(reports)
         order.save(update_fields=["filled_quantity", "triggered", "status", "updated_at"])
         row.bid_available, row.ask_available = liquidity.bid_size, liquidity.ask_size
         row.save(update_fields=["bid_available", "ask_available"])

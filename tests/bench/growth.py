@@ -991,7 +991,8 @@ def match_cost(*, resting: int, steps: int, warmup: int = 5) -> dict[str, Any]:
     venue = venue_for("sim")
     with connection.cursor() as cursor:
         cursor.execute(
-            "TRUNCATE brokers_simreport, brokers_simorder, brokers_simquote RESTART IDENTITY"
+            "TRUNCATE brokers_simposition, brokers_simreport, brokers_simorder, brokers_simquote"
+            " RESTART IDENTITY"
         )
     quotes = venue.quotes(list(MATCH_SYMBOLS))
     rng = random.Random(SEED + resting)

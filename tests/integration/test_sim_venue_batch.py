@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from brokers.base import ExecutionReport, OrderTicket, ReportKind, VenueTransientError
-from brokers.models import SimOrder, SimQuote, SimReport
+from brokers.models import SimOrder, SimPosition, SimQuote, SimReport
 from brokers.sim.venue import SimulatedVenue
 
 pytestmark = pytest.mark.django_db
@@ -127,6 +127,7 @@ def one_by_one(venue: SimulatedVenue, tickets: list[OrderTicket]) -> list[Execut
 
 
 def clear_venue() -> None:
+    SimPosition.objects.all().delete()
     SimReport.objects.all().delete()
     SimOrder.objects.all().delete()
     SimQuote.objects.all().delete()
@@ -445,9 +446,11 @@ BATCH_QUERIES = {
     "orders known already": 1,
     "insert the new orders": 1,
     "insert their reports": 1,
-    "update the quote rows whose size was taken": 1,
+    "update the quote rows whose size was taken, and move the positions (one statement)": 1,
     # (the new orders answer with the reports just written: nothing is read back)
 }
+# Where a write cannot carry another as a WITH query (SQLite), the positions move alone.
+POSITIONS_ALONE = 1
 
 
 def test_a_batch_costs_the_same_queries_for_2_or_50_orders(venue):
@@ -458,7 +461,10 @@ def test_a_batch_costs_the_same_queries_for_2_or_50_orders(venue):
     two = queries_of(venue, batch_of(2, "two"))
     fifty = queries_of(venue, batch_of(50, "fifty"))
     # then 50 orders cost what 2 cost, and 1 (one symbol, a limit: nothing to update) less
-    assert len(two) == sum(BATCH_QUERIES.values()), "\n".join(two)
+    expected = sum(BATCH_QUERIES.values())
+    if connection.vendor != "postgresql":
+        expected += POSITIONS_ALONE
+    assert len(two) == expected, "\n".join(two)
     assert len(fifty) == len(two), "\n".join(fifty)
     assert len(one) <= len(two), "\n".join(one)
 
