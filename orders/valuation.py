@@ -155,7 +155,10 @@ def account_book(account: Account, *, now: datetime) -> AccountBook:
     ]
     with connection.cursor() as cursor:
         cursor.execute(_BOOK_SQL, params)
-        cash, realized, today, equity, moved = cursor.fetchone()
+        row = cursor.fetchone()
+    if row is None:  # as refresh_from_db answers an account gone meanwhile
+        raise Account.DoesNotExist(f"account {account.pk} does not exist")
+    cash, realized, today, equity, moved = row
     account.cash, account.realized_pnl = db_decimal(cash), db_decimal(realized)
     return AccountBook(
         cash=account.cash,
