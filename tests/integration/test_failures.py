@@ -93,7 +93,11 @@ def test_worker_killed_mid_batch_loses_and_duplicates_nothing(api, market, setti
     # runs in this process: its batch size is set here, 200 in production)
     settings.RISK_ORDERS_PER_MINUTE = 10_000
     monkeypatch.setattr(services, "SUBMIT_BATCH_SIZE", 50)
-    slow = Worker(extra_env={"SIM_LATENCY_MS": "400"})
+    # One child: the batches go one after another, so once one is filled and the next is
+    # pending_submit, the next is inside its 0.4 s at the venue when the kill comes. (With
+    # two children two batches could finish together, and the moment both states show could
+    # end before the kill.)
+    slow = Worker(concurrency=1, extra_env={"SIM_LATENCY_MS": "400"})
     try:
         response = api.post(
             "/api/v1/orders/batch/",
