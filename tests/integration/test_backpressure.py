@@ -126,11 +126,8 @@ def test_the_count_reads_the_waiting_orders_only_and_one_thread_counts_at_a_time
     """The count has no ORDER BY (the model's default, created_at, let a plan walk the whole
     table's index: its cost grew with the table, a quarter of PostgreSQL's busy time in the
     bench's third run), and while one thread counts, the process's others use the last count."""
-    import threading
-    from unittest import mock
 
     from django.db import connection
-    from django.db.models import QuerySet
     from django.test.utils import CaptureQueriesContext
 
     settings.ORDERS_INTAKE_MAX_BACKLOG = 5
@@ -141,7 +138,21 @@ def test_the_count_reads_the_waiting_orders_only_and_one_thread_counts_at_a_time
     (sql,) = [q["sql"] for q in captured.captured_queries]
     assert "ORDER BY" not in sql.upper() and "validated" in sql
 
-    services._backlog_seen = (float("-inf"), 4)
+    assert not meanwhile_refused(seen=(float("-inf"), 4))  # the last count: 4 < 5
+
+
+def meanwhile_refused(*, seen: tuple[float, int]) -> bool:
+    """With `seen` as the last count, one thread counts (slowly) while another asks: answers
+    whether the other was refused; asserts that only the first thread counted."""
+    import threading
+    from unittest import mock
+
+    from django.db import connection
+    from django.db.models import QuerySet
+
+    from orders.exceptions import IntakeBusy
+
+    services._backlog_seen = seen
     inside = threading.Event()
     release = threading.Event()
     counted: list[str] = []
@@ -159,14 +170,31 @@ def test_the_count_reads_the_waiting_orders_only_and_one_thread_counts_at_a_time
         finally:
             connection.close()  # the thread's own connection
 
+    refused = False
     with mock.patch.object(QuerySet, "count", slow_count):
         counter = threading.Thread(target=count_in_a_thread, name="counter")
         counter.start()
         assert inside.wait(5)
-        services.intake_check()  # another thread meanwhile: the last count (4 < 5), no query
+        try:
+            services.intake_check()  # another thread meanwhile: no query of its own
+        except IntakeBusy:
+            refused = True
         release.set()
         counter.join(5)
     assert counted == ["counter"]
+    return refused
+
+
+def test_while_one_thread_counts_the_others_refuse_on_a_recent_count_only(settings, instruments):
+    """A count from before an idle spell (older than two intervals) says nothing of now: the
+    other threads admit while one counts again, instead of refusing on it."""
+    import time
+
+    settings.ORDERS_INTAKE_MAX_BACKLOG = 5
+    settings.ORDERS_INTAKE_BACKLOG_CHECK_SECONDS = 60
+    now = time.monotonic()
+    assert meanwhile_refused(seen=(now - 90, 10))  # one interval and a half: trusted
+    assert not meanwhile_refused(seen=(now - 600, 10))  # ten: stale, admitted
 
 
 def test_a_count_that_fails_stores_nothing_and_the_next_request_counts_again(api, small_intake):
