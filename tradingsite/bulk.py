@@ -443,12 +443,11 @@ def rows_select(
         ]
         columns = [f"t0.{quote(field.column)}" for field in fields]
         if not isinstance(wanted, list):
-            conditions.append(f"{columns[0]} = %s")
-            params.append(fields[0].get_db_prep_value(wanted, connection))
-            continue
-        if not wanted:
+            combos = [(wanted,)]
+        elif not wanted:
             return []
-        combos = wanted if isinstance(names, tuple) else [(value,) for value in wanted]
+        else:
+            combos = wanted if isinstance(names, tuple) else [(value,) for value in wanted]
         if len(combos) == 1:
             # One value (a lone order's row): plain equalities, prepared as their own
             # statement; an array parameter costs psycopg more to send than the read itself.

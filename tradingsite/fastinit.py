@@ -23,6 +23,7 @@ holds both paths equal, instance by instance.
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any, NamedTuple
 
 from django.conf import settings
@@ -58,11 +59,7 @@ def _plan(model: type) -> _Plan | None:
     for field in opts.concrete_fields:
         if field.column is None or getattr(field, "generated", False):
             return None
-        descriptor = model.__dict__.get(field.attname)
-        for base in model.__mro__[1:]:
-            if descriptor is not None:
-                break
-            descriptor = base.__dict__.get(field.attname)
+        descriptor = inspect.getattr_static(model, field.attname, None)
         if type(descriptor) not in (DeferredAttribute, ForeignKeyDeferredAttribute):
             return None
         related, target = None, ""
