@@ -372,27 +372,18 @@ class SimulatedVenue:
         values = ", ".join(["(%s, %s, %s)"] * len(keys))
         return f"{insert} VALUES {values}{conflict}", [v for k in keys for v in (*k, moves[k])]
 
-    def _positions_move(self, reports: Sequence[SimReport]) -> None:
-        """Move the positions by these fill reports, in the fills' transaction."""
-        upsert = self._positions_upsert(reports)
-        if upsert is not None:
-            with connection.cursor() as cursor:
-                cursor.execute(*upsert)
-
     def _positions_and_quotes(self, reports: Sequence[SimReport], quotes: list[SimQuote]) -> None:
         """The positions moved by `reports` and the quotes' sizes written: on PostgreSQL one
         statement (the upsert as a WITH query of the quotes' update), elsewhere two."""
         upsert = self._positions_upsert(reports)
-        if upsert is None or not quotes or connection.vendor != "postgresql":
-            if quotes:
-                rows_update(quotes, QUOTE_SIZES)
-            if upsert is not None:
-                with connection.cursor() as cursor:
-                    cursor.execute(*upsert)
-            return
-        update, params = rows_update_sql(quotes, QUOTE_SIZES)
-        with connection.cursor() as cursor:
-            cursor.execute(f"WITH positions AS ({upsert[0]}) {update}", [*upsert[1], *params])
+        if upsert is not None and quotes and connection.vendor == "postgresql":
+            update, params = rows_update_sql(quotes, QUOTE_SIZES)
+            upsert = (f"WITH positions AS ({upsert[0]}) {update}", [*upsert[1], *params])
+        elif quotes:
+            rows_update(quotes, QUOTE_SIZES)
+        if upsert is not None:
+            with connection.cursor() as cursor:
+                cursor.execute(*upsert)
 
     def quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
         result = {}
@@ -474,10 +465,9 @@ class SimulatedVenue:
         )
         for report in reports:
             report.save(force_insert=True)
-        self._positions_move(reports)
         order.save(update_fields=["filled_quantity", "triggered", "status", "updated_at"])
         row.bid_available, row.ask_available = liquidity.bid_size, liquidity.ask_size
-        row.save(update_fields=["bid_available", "ask_available"])
+        self._positions_and_quotes(reports, [row])
 
     def _match_in_memory(
         self,

@@ -7,9 +7,9 @@ import importlib
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection
 
-from brokers.models import SimOrder, SimPosition, SimReport
+from brokers.models import SimOrder, SimPosition, SimQuote, SimReport
 from tests.integration.test_sim_venue_batch import SCENARIO, faulty, market, ticket
 
 pytestmark = pytest.mark.django_db
@@ -82,3 +82,30 @@ def test_the_migration_fills_the_positions_from_the_reports(venue):
         cursor.execute(backfill)
     # then the positions are back, equal to the sum of the reports
     assert kept() == expected == summed_from_reports()
+
+
+def test_a_failed_positions_write_leaves_the_venue_as_it_was(venue, monkeypatch):
+    # given a batch whose positions cannot be written (the statement fails)
+    market(venue)
+    quotes_before = list(
+        SimQuote.objects.order_by("symbol").values_list("bid_available", "ask_available")
+    )
+    broken = "INSERT INTO brokers_simposition (no_such_column) VALUES (%s)"
+    monkeypatch.setattr(
+        type(venue), "_positions_upsert", staticmethod(lambda reports: (broken, [1]))
+    )
+    # when it is sent, it fails as a whole
+    with pytest.raises(DatabaseError):
+        venue.submit_many(SCENARIO)
+    # then nothing of it was written: no order, report or position, the quotes' sizes whole;
+    # the same tickets sent again are placed once
+    assert not SimOrder.objects.exists() and not SimReport.objects.exists()
+    assert not SimPosition.objects.exists()
+    assert (
+        list(SimQuote.objects.order_by("symbol").values_list("bid_available", "ask_available"))
+        == quotes_before
+    )
+    monkeypatch.undo()
+    venue.submit_many(SCENARIO)
+    assert SimOrder.objects.count() == len(SCENARIO)
+    assert kept() == summed_from_reports()
