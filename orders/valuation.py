@@ -169,10 +169,13 @@ def account_book(account: Account, *, now: datetime) -> AccountBook:
     )
 
 
-def positions_held(account: Account) -> list[Position]:
-    """The account's non-flat positions (strategy ""), with their instruments and account."""
+def positions_held(account: Account, *, strategy_id: str = "") -> list[Position]:
+    """The account's non-flat positions (or one strategy's), with their instruments and
+    account."""
     rows = rows_select(
-        Position, {"account": account.pk, "strategy_id": ""}, related=("instrument", "account")
+        Position,
+        {"account": account.pk, "strategy_id": strategy_id},
+        related=("instrument", "account"),
     )
     return [position for position in rows if position.quantity != 0]
 

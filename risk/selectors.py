@@ -25,7 +25,6 @@ from orders.valuation import (
     positions_held,
 )
 from tradingsite import refdata
-from tradingsite.bulk import rows_select
 from tradingsite.db import db_decimal
 
 from . import checks
@@ -130,13 +129,7 @@ def account_positions(
     account: Account, *, symbols: Iterable[str] | None = None, strategy_id: str | None = None
 ) -> dict[str, Decimal]:
     """Signed quantity per symbol from the books (the account's, or one strategy's)."""
-    if strategy_id:
-        rows = rows_select(
-            Position, {"account": account.pk, "strategy_id": strategy_id}, related=("instrument",)
-        )
-        held = [position for position in rows if position.quantity != 0]
-    else:
-        held = positions_held(account)
+    held = positions_held(account, strategy_id=strategy_id or "")
     wanted = None if symbols is None else set(symbols)
     return {
         p.instrument.symbol: p.quantity
@@ -244,7 +237,7 @@ def snapshot_for(
     if rules & NEEDS_QUOTE:
         instruments = {symbol: instrument}
         if rules & NEEDS_ALL_POSITIONS:
-            instruments.update((p.instrument.symbol, p.instrument) for p in held if p.quantity)
+            instruments.update((p.instrument.symbol, p.instrument) for p in held)
         venue_quotes = _quotes(venue, sorted(instruments))
         shared = dict(venue_quotes)
         for name, listed in instruments.items():
@@ -253,13 +246,10 @@ def snapshot_for(
             )
             if rate is not None:
                 conversions[name] = rate
-    quotes = {name: checks.Quote(bid=q.bid, ask=q.ask) for name, q in venue_quotes.items()}
     books: dict[str, Any] = {}
     if rules & NEEDS_BOOKS:
         same_venue = venue == settings.MARKET_DATA_VENUE
-        books = _books(
-            account, instrument, quotes, working, held, dict(venue_quotes) if same_venue else None
-        )
+        books = _books(account, instrument, venue_quotes, working, held, same_venue=same_venue)
     return checks.Snapshot(
         **books,
         limits=tuple(limits),
@@ -268,36 +258,32 @@ def snapshot_for(
         open_buy=buys,
         open_sell=sells,
         open_order_count=sum(group.count for group in working),
-        quotes=quotes,
+        quotes={name: checks.Quote(bid=q.bid, ask=q.ask) for name, q in venue_quotes.items()},
         to_account_currency=conversions,
         reducing=reducing,
-    )
-
-
-def _venue_quote(quote: checks.Quote) -> VenueQuote:
-    return VenueQuote(
-        symbol="", bid=quote.bid, ask=quote.ask, bid_size=Decimal(0), ask_size=Decimal(0), seq=0
     )
 
 
 def _books(
     account: Account,
     instrument: Instrument,
-    quotes: dict[str, checks.Quote],
+    quotes: dict[str, VenueQuote],
     working: list[Working],
     held: list[Position],
-    market_quotes: dict[str, VenueQuote] | None,
+    *,
+    same_venue: bool,
 ) -> dict[str, Any]:
     """Daily P&L, buying power and the margin working orders reserve, in the account
-    currency (orders.valuation), from the open orders and positions read already and one read
-    of the books. Open orders are valued at their limit or stop price, market orders at the
-    mid. `market_quotes`: the quotes read already, when they are the market-data venue's."""
+    currency (orders.valuation), from the open orders, positions and quotes read already and
+    one read of the books. Open orders are valued at their limit or stop price, market orders
+    at the mid. The positions are marked with `quotes` when they are the market-data venue's
+    (`same_venue`)."""
     value = account_value_of(
         account,
         account_book(account, now=timezone.now()),
         held,
         open_orders=sum(group.count for group in working),
-        quotes=market_quotes,
+        quotes=dict(quotes) if same_venue else None,
     )
     margin_rates = {k: Decimal(v) for k, v in settings.MARGIN_RATES.items()}
     # Per symbol, over both sides: the priced orders at their price, the unpriced remaining.
@@ -311,7 +297,7 @@ def _books(
         if group.unpriced is not None:
             unpriced = group.unpriced if unpriced is None else unpriced + group.unpriced
         per_symbol[group.symbol] = (group, priced, unpriced)
-    shared = {name: _venue_quote(q) for name, q in quotes.items()}
+    shared = dict(quotes)
     reserved = Decimal(0)
     for symbol, (group, working_value, unpriced) in per_symbol.items():
         if unpriced:

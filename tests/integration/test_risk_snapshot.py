@@ -245,3 +245,10 @@ def test_the_snapshot_with_every_rule_takes_five_statements_at_most(
 def test_an_account_without_limits_reads_nothing(book, instruments, django_assert_num_queries):
     with django_assert_num_queries(0):
         eur_usd_snapshot(book, instruments, [])
+
+
+def test_an_account_gone_meanwhile_is_not_found(trader):
+    gone = Account.objects.create(code="GONE-1")
+    Account.objects.filter(pk=gone.pk).delete()
+    with pytest.raises(Account.DoesNotExist):
+        account_value(gone)
