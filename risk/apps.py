@@ -6,6 +6,7 @@ class RiskConfig(AppConfig):
     verbose_name = "Risk"
 
     def ready(self) -> None:
-        from tradingsite import refdata
+        from tradingsite import db, refdata
 
         refdata.connect_signals()
+        db.connect_signals()
