@@ -22,17 +22,23 @@ holds both paths equal, instance by instance.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import inspect
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist
+from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS
+from django.db.models import Field
 from django.db.models.base import ModelState
 from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
 from django.db.models.query_utils import DeferredAttribute
 from django.db.models.signals import post_init, pre_init
+from django.dispatch import receiver
+from django.utils import timezone
 
 
 class _Field(NamedTuple):
@@ -68,8 +74,26 @@ def _plan(model: type) -> _Plan | None:
                 return None
             related = field.remote_field.model
             target = field.related_fields[0][1].attname
-        fields.append(_Field(field.name, field.attname, related, target, field.get_default))
+        fields.append(_Field(field.name, field.attname, related, target, _default(field)))
     return _Plan(tuple(fields), tuple(f.attname for f in fields), frozenset(opts._property_names))
+
+
+_utc_now = functools.partial(datetime.datetime.now, datetime.UTC)
+
+
+def _default(field: Field) -> Callable[[], Any]:
+    """What makes the field's default: `timezone.now` as what it answers with USE_TZ (the
+    venue's reports and the fills take it, one call per row, and its settings read was 4 % of a
+    worker's CPU in the batch phase); else Django's `get_default`."""
+    if field.default is timezone.now and settings.USE_TZ:
+        return _utc_now
+    return field.get_default
+
+
+@receiver(setting_changed)
+def _settings_changed(setting: str, **kwargs: Any) -> None:
+    if setting in ("USE_TZ", "DATABASE_ROUTERS"):  # both decide a plan
+        _plan.cache_clear()
 
 
 def _signals_heard() -> bool:

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from django.db import models
 from django.db.models.signals import pre_init
+from django.test import override_settings
 
 from brokers.models import SimOrder, SimQuote, SimReport
 from orders.models import (
@@ -95,6 +96,16 @@ def test_defaults_are_fresh_for_each_instance(related):
     assert first.order_id is None and first.commission == D(0)
     a, b = OutboxMessage(task="t"), OutboxMessage(task="t")
     assert a.kwargs == {} and a.kwargs is not b.kwargs
+
+
+def test_now_as_a_default_is_utc_now_and_follows_use_tz():
+    before = datetime.now(UTC)
+    report = SimReport(kind="new")
+    assert before <= report.at <= datetime.now(UTC) and report.at.tzinfo is UTC
+    assert report.at.tzinfo == django_built(SimReport, kind="new").at.tzinfo
+    with override_settings(USE_TZ=False):
+        assert SimReport(kind="new").at.tzinfo is None  # as Django's timezone.now answers
+    assert SimReport(kind="new").at.tzinfo is UTC
 
 
 def test_keys_by_id_and_properties(related):
