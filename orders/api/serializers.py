@@ -9,6 +9,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from tradingsite.fastinput import FastValidation
+
 from .. import selectors
 from ..models import Fill, Order, OrderEvent, OrderType, Side, TimeInForce
 
@@ -58,7 +60,7 @@ def _instrument_of(instance: Any) -> Any:
 DECIMAL_INPUT = {"max_digits": 28, "decimal_places": 10, "coerce_to_string": True}
 
 
-class OrderInputSerializer(serializers.Serializer):
+class OrderInputSerializer(FastValidation, serializers.Serializer):
     account = serializers.CharField(required=False, max_length=32)
     client_order_id = serializers.RegexField(
         ID_PATTERN,
