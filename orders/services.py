@@ -36,7 +36,7 @@ from brokers.registry import venue_for, venue_names
 from risk import services as risk_services
 from risk.exceptions import RiskRejected
 from risk.selectors import trading_state_among, trading_state_for, trading_states_restricting
-from tradingsite.bulk import RowWrites, rows_copy, rows_insert, rows_select
+from tradingsite.bulk import RowWrites, rows_insert, rows_select
 
 from . import actors, books, outbox
 from .exceptions import (
@@ -435,8 +435,8 @@ def orders_submit_many(
     each what `order_submit` would have answered (a result, or the error it would raise).
 
     What every order reads is read once (instruments, stored client order ids, trading states,
-    limits, rate buckets), and the accepted orders are stored together: one transaction with
-    one INSERT of orders, one of events, and one outbox row per SUBMIT_BATCH_SIZE orders (an
+    limits, rate buckets), and the accepted orders are stored together: one statement inserting
+    the orders, their events, and one outbox row per SUBMIT_BATCH_SIZE orders (an
     `orders.submit_batch` task, published after commit). An order that limits apply to, or
     that a `reducing` state covers, takes the one-order path after the orders before it are
     stored, so its risk snapshot sees them. A client order id that races another request
@@ -480,35 +480,34 @@ def orders_submit_many(
     def store_pending() -> None:
         if not pending:
             return
+        orders = [order for _, _, order in pending]
+        ids = [str(order.id) for order in orders]
+        events = [
+            event
+            for order in orders
+            for event in _creation_events(
+                order, actor=actor, correlation_id=correlation_id, breaches=[]
+            )
+        ]
+        submissions = [
+            outbox.message(
+                "orders.submit_batch",
+                order_ids=ids[at : at + SUBMIT_BATCH_SIZE],
+                correlation_id=correlation_id,
+            )
+            for at in range(0, len(ids), SUBMIT_BATCH_SIZE)
+        ]
         try:
-            with transaction.atomic():
-                rows_copy([order for _, _, order in pending])
-                rows_copy(
-                    [
-                        event
-                        for _, _, order in pending
-                        for event in _creation_events(
-                            order, actor=actor, correlation_id=correlation_id, breaches=[]
-                        )
-                    ]
-                )
-                ids = [str(order.id) for _, _, order in pending]
-                outbox.enqueue_many(
-                    "orders.submit_batch",
-                    [
-                        {
-                            "order_ids": ids[at : at + SUBMIT_BATCH_SIZE],
-                            "correlation_id": correlation_id,
-                        }
-                        for at in range(0, len(ids), SUBMIT_BATCH_SIZE)
-                    ],
-                )
+            # The orders, their events and their outbox rows: one statement, one transaction.
+            rows_insert(orders, events, submissions)
         except IntegrityError:
             # A client order id of this group raced another request: each order of the group
             # goes the one-order path, which answers the stored order for a repeat.
             for index, request, order in pending:
                 answers[index] = one_by_one(request)
                 _repoint_repeats(answers, order, answers[index])
+        else:
+            outbox.publish_after_commit(*submissions)
         pending.clear()
 
     def checked(index: int, request: SubmitRequest) -> tuple[datetime, Any] | None:

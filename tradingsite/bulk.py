@@ -1,18 +1,20 @@
 """One statement for many rows: `rows_update` (many rows of one table, different values),
-`rows_insert` (new rows of several tables at once) and `rows_copy` (many new rows of one
-table, with COPY).
+`rows_insert` (new rows of several tables at once, their generated keys read back) and
+`rows_add` (new rows of one table), and the reads `rows_select` and `QueryTemplate`.
 
 Django's `bulk_update` builds a CASE WHEN per field and row; resolving those expressions costs
 about 15 ms per 50 rows here, more than the database work. On PostgreSQL `rows_update` sends
-`UPDATE t SET f = v.f FROM (VALUES ...) v WHERE t.pk = v.pk`: the values travel as typed
-parameters and the statement is built as a string. Elsewhere (the SQLite fallback) it is
-`bulk_update`, where speed does not matter.
+`UPDATE t SET f = v.f FROM json_to_recordset(%s) v WHERE t.pk = v.pk`, and the inserts
+`INSERT INTO t SELECT ... FROM json_populate_recordset(NULL::t, %s)`: the rows travel as one
+JSON document (below, "rows as one JSON document") and the statement is built as a string,
+once per shape. Elsewhere (the SQLite fallback) they are `bulk_update` and `bulk_create`,
+where speed does not matter.
 """
 
 from __future__ import annotations
 
 import functools
-import time
+import json
 from collections.abc import Sequence
 from contextlib import nullcontext
 from datetime import datetime
@@ -20,8 +22,10 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+import orjson
 from django.db import connection, transaction
 from django.db.models import AutoField, BigAutoField, Field, JSONField, Model
+from psycopg.types.json import Jsonb
 
 
 def rows_update(objects: Sequence[Model], fields: Sequence[str]) -> int:
@@ -53,36 +57,41 @@ def _update_sql(objects: Sequence[Model], fields: Sequence[str]) -> tuple[str, l
         ]
         for obj in objects
     ]
-    if shape.unnest is not None and len(objects) >= UNNEST_MIN_ROWS:
-        # One array per column: the same statement text for any number of rows (prepared
-        # once), and a few parameters instead of one per value.
-        return shape.unnest, [list(column) for column in zip(*rows, strict=True)]
+    document = _json_document(shape.keys, rows) if shape.json is not None else None
+    if document is not None:
+        return shape.json, [document]
     return shape.sql(len(objects)), [value for row in rows for value in row]
 
 
 class _UpdateShape:
-    """The text of `rows_update`'s statement for one model and set of fields, built once: rows
-    as VALUES, and (where every column can travel as an array) as UNNEST."""
+    """The text of `rows_update`'s statement for one model and set of fields, built once: the
+    rows as one JSON document, and (for values JSON cannot carry) as VALUES rows."""
 
     def __init__(self, model: type[Model], fields: tuple[str, ...]) -> None:
         meta = model._meta
         quote = connection.ops.quote_name
         columns = [meta.pk, *(meta.get_field(name) for name in fields)]
         self.columns = _sendable(columns)
+        self.keys = [f"v_{column.column}" for column in columns]
         casts = ", ".join(f"%s::{column.db_type(connection)}" for column in columns)
         self.row = f"({casts})"
-        names = ", ".join(quote(f"v_{column.column}") for column in columns)
+        names = ", ".join(quote(key) for key in self.keys)
         assignments = ", ".join(
             f"{quote(column.column)} = v.{quote('v_' + column.column)}" for column in columns[1:]
         )
         update = f"UPDATE {quote(meta.db_table)} AS t SET {assignments} FROM "
         self.head = f"{update}(VALUES "
-        self.tail = (
-            f") AS v({names}) WHERE t.{quote(meta.pk.column)} = v.{quote('v_' + meta.pk.column)}"
+        where = f" WHERE t.{quote(meta.pk.column)} = v.{quote('v_' + meta.pk.column)}"
+        self.tail = f") AS v({names}){where}"
+        definitions = ", ".join(
+            f"{quote(key)} {column.db_type(connection)}"
+            for key, column in zip(self.keys, columns, strict=True)
         )
-        types = _array_types(columns)
-        arrays = None if types is None else ", ".join(f"%s::{t}[]" for t in types)
-        self.unnest = None if arrays is None else f"{update}UNNEST({arrays}{self.tail}"
+        self.json = (
+            f"{update}json_to_recordset(%s::json) AS v({definitions}){where}"
+            if _json_columns(columns)
+            else None
+        )
 
     def sql(self, rows: int) -> str:
         return self.head + ", ".join([self.row] * rows) + self.tail
@@ -94,8 +103,8 @@ _update_shape = functools.cache(_UpdateShape)
 class _InsertShape:
     """What an insert of one model's new objects needs, worked out once: the columns (all but
     a generated key, as bulk_create chooses them) with whether their values may go as they
-    are (`_copy_value`), the INSERT's head, its RETURNING tail and its array types (UNNEST),
-    and the COPY statement."""
+    are (`_copy_value`), the INSERT's head, its RETURNING tail, and its SELECT from one JSON
+    document."""
 
     def __init__(self, model: type[Model]) -> None:
         meta = model._meta
@@ -103,14 +112,17 @@ class _InsertShape:
         self.generated = isinstance(meta.pk, AutoField | BigAutoField)
         self.fields = [f for f in meta.concrete_fields if not (self.generated and f.primary_key)]
         self.columns = _sendable(self.fields)
+        self.keys = [f.column for f in self.fields]
         names = ", ".join(quote(f.column) for f in self.fields)
-        self.head = f"INSERT INTO {quote(meta.db_table)} ({names}) "
+        table = quote(meta.db_table)
+        self.head = f"INSERT INTO {table} ({names}) "
         self.returning = f" RETURNING {quote(meta.pk.column)}"
         self.row = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
-        types = _array_types(self.fields)
-        arrays = None if types is None else ", ".join(f"(%s)::{t}[]" for t in types)
-        self.unnest = None if arrays is None else f"{self.head}SELECT * FROM UNNEST({arrays})"
-        self.copy = f"COPY {quote(meta.db_table)} ({names}) FROM STDIN"
+        self.json = (
+            f"{self.head}SELECT {names} FROM json_populate_recordset(NULL::{table}, %s::json)"
+            if _json_columns(self.fields)
+            else None
+        )
 
     def values(self, obj: Model) -> list[Any]:
         return [
@@ -122,23 +134,56 @@ _insert_shape = functools.cache(_InsertShape)
 
 
 def _insert_sql(group: Sequence[Model], *, returning: bool) -> tuple[str, list[Any], bool]:
-    """The multi-row INSERT of one model's new objects; answers whether it returns their
-    generated keys (`returning`, for a model whose key the database generates)."""
+    """The INSERT of one model's new objects; answers whether it returns their generated keys
+    (`returning`, for a model whose key the database generates), in the objects' order."""
     shape = _insert_shape(type(group[0]))
     keyed = returning and shape.generated
     tail = shape.returning if keyed else ""
     rows = [shape.values(obj) for obj in group]
-    if shape.unnest is None or len(group) < UNNEST_MIN_ROWS:
-        sql = f"{shape.head}VALUES {', '.join([shape.row] * len(group))}{tail}"
-        return sql, [value for values in rows for value in values], keyed
-    # One array per column: a few parameters whatever the number of rows (as Django's own
-    # bulk_create on PostgreSQL), not one per value for psycopg to parse and quote.
-    return shape.unnest + tail, [list(column) for column in zip(*rows, strict=True)], keyed
+    document = _json_document(shape.keys, rows) if shape.json is not None else None
+    if document is not None:
+        return shape.json + tail, [document], keyed
+    sql = f"{shape.head}VALUES {', '.join([shape.row] * len(group))}{tail}"
+    return sql, [value for values in rows for value in values], keyed
 
 
-# From this many rows an INSERT sends one array per column (UNNEST) instead of a VALUES row
-# per object.
-UNNEST_MIN_ROWS = 4
+# --- rows as one JSON document ---------------------------------------------------------------
+#
+# Many rows travel as one parameter, a JSON array of objects that PostgreSQL turns back into
+# rows (json_populate_recordset for an insert, json_to_recordset for an update), written by
+# orjson in C. psycopg dumps an array parameter element by element in Python, and COPY row by
+# row: a batch's writes were 9 % of a worker's CPU in array dumping and 6 % of the web's in
+# COPY (py-spy --gil). In process, 500 events: 25 µs of CPU a row as arrays, 15 by COPY, 4 as
+# JSON, in about half the time (docs/performance.md). The statement text is the same for any
+# number of rows (prepared once), and under psycopg's 4,096 characters and 50 parameters (its
+# parsing is cached). Values JSON cannot carry as they are (a float: NaN would become null;
+# a value orjson cannot write) go as VALUES rows of parameters instead.
+
+
+def _json_columns(fields: Sequence[Field]) -> bool:
+    """Whether the fields' values can travel in a JSON document: not floats (orjson writes a
+    NaN as null), not binary data."""
+    return not any(field.get_internal_type() in ("FloatField", "BinaryField") for field in fields)
+
+
+def _json_value(value: object) -> object:
+    """What orjson does not write itself: a decimal as its text (what psycopg sends), a JSON
+    column's value as the field encodes it (its encoder: `_copy_value`)."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Jsonb):
+        return orjson.Fragment((value.dumps or json.dumps)(value.obj))
+    raise TypeError(f"{type(value).__name__} does not travel in a JSON document")
+
+
+def _json_document(keys: Sequence[str], rows: Sequence[Sequence[Any]]) -> str | None:
+    """The rows as one JSON array of objects (`keys` the column names), or None when a value
+    cannot travel in it (a type orjson does not write, an integer beyond 64 bits)."""
+    try:
+        rows_as_objects = [dict(zip(keys, row, strict=True)) for row in rows]
+        return orjson.dumps(rows_as_objects, default=_json_value).decode()
+    except TypeError:
+        return None
 
 
 def _sendable(fields: Sequence[Field]) -> list[tuple[Field, bool]]:
@@ -161,9 +206,9 @@ def _array_types(fields: Sequence[Field]) -> list[str] | None:
 class RowWrites:
     """The row writes of one transaction, gathered and sent together at `flush`: on
     PostgreSQL one statement (each write a data-modifying WITH query; every one runs once, on
-    the same snapshot, so two writes must not touch the same row), plus a COPY for a large
-    insert. Elsewhere one statement each. Inserted rows' generated keys are not read back (as
-    `rows_copy`): use it for keys set in Python, or nobody reads after the insert."""
+    the same snapshot, so two writes must not touch the same row). Elsewhere one statement
+    each. Inserted rows' generated keys are not read back (as `rows_add`): use it for keys
+    set in Python, or nobody reads after the insert."""
 
     def __init__(self) -> None:
         self.updates: list[tuple[Sequence[Model], Sequence[str]]] = []
@@ -184,16 +229,13 @@ class RowWrites:
             for objects, fields in updates:
                 rows_update(objects, fields)
             for objects in inserts:
-                rows_copy(objects)
+                rows_add(objects)
             return
         parts: list[tuple[str, list[Any]]] = [_update_sql(o, f) for o, f in updates]
         for objects in inserts:
-            if len(objects) >= COPY_MIN_ROWS:
-                rows_copy(objects)
-            else:
-                sql, params, _ = _insert_sql(objects, returning=False)
-                parts.append((sql, params))
-                _mark_saved(objects)
+            sql, params, _ = _insert_sql(objects, returning=False)
+            parts.append((sql, params))
+            _mark_saved(objects)
         if not parts:
             return
         if len(parts) == 1:
@@ -257,39 +299,20 @@ def _insert(*groups: Sequence[Model], savepoint: bool) -> None:
         _mark_saved(group)
 
 
-# Below this many rows a multi-row INSERT is cheaper: COPY takes two round trips.
-COPY_MIN_ROWS = 20
-
-
-def rows_copy(objects: Sequence[Model]) -> None:
-    """Insert new rows of one model, as `bulk_create` would, with COPY on PostgreSQL from
-    `COPY_MIN_ROWS` rows on (below, one INSERT built as a string, without a savepoint: a
-    failure fails the caller's transaction, as bulk_create's would): no SQL text is built and no parameter is quoted into it, which is
-    where a multi-row INSERT of many rows spends its time here (LIMITS.md: COPY about 206,000
-    rows/s, bulk_create 24,300). Generated primary keys are not read back: use it for models
-    whose key is set in Python (UUIDs) or whose key nobody reads after the insert (events).
-    The COPY is logged with the queries when they are (query-count tests see it)."""
+def rows_add(objects: Sequence[Model]) -> None:
+    """Insert new rows of one model, as `bulk_create` would, in one statement without a
+    savepoint (a failure fails the caller's transaction, as bulk_create's would). Generated
+    primary keys are not read back: use it for models whose key is set in Python (UUIDs) or
+    whose key nobody reads after the insert (events). (Until 2026-12-04 it sent 20 rows or
+    more by COPY: a JSON document costs a quarter of COPY's CPU here.)"""
     if not objects:
         return
-    model = type(objects[0])
     if connection.vendor != "postgresql":
-        model._default_manager.bulk_create(list(objects), batch_size=1000)
+        type(objects[0])._default_manager.bulk_create(list(objects), batch_size=1000)
         return
-    if len(objects) < COPY_MIN_ROWS:
-        _insert(objects, savepoint=False)
-        return
-    shape = _insert_shape(model)
-    started = time.monotonic()
-    with connection.cursor() as cursor, cursor.cursor.copy(shape.copy) as copy:
-        for obj in objects:
-            copy.write_row(shape.values(obj))
-    if connection.queries_logged:
-        connection.queries_log.append(
-            {
-                "sql": f"{shape.copy} -- {len(objects)} rows",
-                "time": f"{time.monotonic() - started:.3f}",
-            }
-        )
+    sql, params, _ = _insert_sql(objects, returning=False)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
     _mark_saved(objects)
 
 
@@ -304,10 +327,10 @@ _AS_IS = (str, int, Decimal, UUID)
 
 
 def _copy_value(field: Field, value: object, plain: bool) -> object:
-    """The value as COPY sends it. Strings, numbers, decimals, UUIDs and aware datetimes go as
+    """The value as it is sent. Strings, numbers, decimals, UUIDs and aware datetimes go as
     they are: Django's preparation would hand the same object to psycopg (it no longer
-    quantizes decimals), at a cost that dominated the COPY. Anything else (JSON, naive
-    datetimes, values of unexpected types) takes Django's own preparation."""
+    quantizes decimals), at a cost that dominated a batch's writes. Anything else (JSON,
+    naive datetimes, values of unexpected types) takes Django's own preparation."""
     if value is None or (
         plain
         and (

@@ -25,7 +25,6 @@ from risk.services import trading_halt
 from tests.helpers import eur_usd_market, set_quote
 from tests.integration.test_batch_pipeline import batch_of
 from tests.integration.test_books import DEPOSIT, funded_account, venue_answer, working_order
-from tradingsite.bulk import COPY_MIN_ROWS
 
 pytestmark = pytest.mark.django_db
 
@@ -79,12 +78,10 @@ def test_the_cost_of_a_batch_does_not_grow_with_its_size(market):
     account = funded_account()
     # the first fill of each position creates it: warm both positions up first
     services.orders_submit_to_venue_many(order_ids=validated(account, 2))
-    # (from COPY_MIN_ROWS orders on, fills and events go by COPY: below, with the other
-    # writes, in one statement; the count is constant on each side)
     counts = []
     # (45 at most: SQLite splits an insert of more rows of the venue's reports by its limit on
     # the number of parameters)
-    for size in (COPY_MIN_ROWS + 5, 45):
+    for size in (25, 45):
         ids = validated(account, size)
         with CaptureQueriesContext(connection) as captured:
             services.orders_submit_to_venue_many(order_ids=ids)
