@@ -6,12 +6,12 @@ once (`tradingsite.bulk.rows_select`): every state change of every order takes t
 the ORM's query compiler cost more than the query.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from uuid import UUID
 
 from django.db import connection
 
-from tradingsite.bulk import rows_select, rows_select_from
+from tradingsite.bulk import rows_select, rows_select_from, rows_values
 
 from .models import ORDER_RELATED, Order
 from .states import S
@@ -32,6 +32,24 @@ def orders_for_update(order_ids: Iterable[UUID | str]) -> list[Order]:
         order_by=("id",),
         lock=True,
     )
+
+
+def orders_for_update_unless_known(
+    order_ids: Iterable[UUID | str], known: Mapping[UUID, Order]
+) -> list[Order]:
+    """`orders_for_update`, answering from `known` the orders whose row has not changed since
+    they were read or written (the same `event_seq`: every change of an order writes an event
+    and moves it): the rows are locked, and only the others are read. For the reports of a
+    batch this transaction's caller has just sent, whose orders it holds."""
+    ids = [_uuid(i) for i in order_ids]
+    if not known:
+        return orders_for_update(ids)
+    rows = rows_values(Order, ("id", "event_seq"), {"id": ids}, order_by=("id",), lock=True)
+    found = {pk: known[pk] for pk, seq in rows if pk in known and known[pk].event_seq == seq}
+    changed = [pk for pk, _ in rows if pk not in found]
+    if changed:  # locked already: read as they are now
+        found.update((order.pk, order) for order in orders_for_update(changed))
+    return [found[pk] for pk, _ in rows]
 
 
 def _uuid(value: UUID | str) -> UUID:

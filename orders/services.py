@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -46,7 +46,12 @@ from .exceptions import (
     InvalidTransition,
     OrderValidationError,
 )
-from .lock_objects import order_for_update, orders_and_backlog_for_update, orders_for_update
+from .lock_objects import (
+    order_for_update,
+    orders_and_backlog_for_update,
+    orders_for_update,
+    orders_for_update_unless_known,
+)
 from .models import Account, Fill, Instrument, Order, OrderEvent
 from .replay import encode, order_state
 from .selectors import instrument_by_symbol, instrument_rules, order_by_client_order_id
@@ -960,6 +965,7 @@ def orders_submit_to_venue_many(
     one_by_one: list[str] = []
     tickets: dict[str, list[OrderTicket]] = {}
     taken: list[Order] = []
+    sending: dict[UUID, Order] = {}  # as written at pending_submit: the reports' apply uses them
     with transaction.atomic():
         if backlog:
             mine, taken = orders_and_backlog_for_update(order_ids, limit=backlog)
@@ -993,6 +999,7 @@ def orders_submit_to_venue_many(
                 status=S.PENDING_SUBMIT,
             )
             tickets.setdefault(order.venue, []).append(order_ticket(order))
+            sending[order.pk] = order
         writes.flush()
     sent = 0
     for venue_name, venue_tickets in tickets.items():
@@ -1007,7 +1014,7 @@ def orders_submit_to_venue_many(
             )
             one_by_one.extend(ticket.client_order_id for ticket in venue_tickets)
             continue
-        execution_reports_apply(reports=reports, correlation_id=correlation_id)
+        execution_reports_apply(reports=reports, correlation_id=correlation_id, known=sending)
         sent += len(venue_tickets)
     return BatchSubmission(
         sent=sent, one_by_one=one_by_one, backlog_full=bool(backlog) and len(taken) >= backlog
@@ -1182,12 +1189,19 @@ def order_modify_at_venue(
 # --- execution reports ------------------------------------------------------------------------
 
 
-def execution_reports_apply(*, reports: Sequence[ExecutionReport], correlation_id: str = "") -> int:
+def execution_reports_apply(
+    *,
+    reports: Sequence[ExecutionReport],
+    correlation_id: str = "",
+    known: Mapping[UUID, Order] | None = None,
+) -> int:
     """Apply venue reports in one transaction: the orders locked in primary-key order, each
     order's reports in the order given, then one write per changed row (orders, events, fills,
     positions, accounts). Idempotent: a fill whose execution id is stored already, or a status
     the order has already passed, changes nothing. Answers the number of reports that changed
-    something. Reports for orders we do not know are logged and skipped."""
+    something. Reports for orders we do not know are logged and skipped. `known`: orders the
+    caller holds as it last wrote them; those still unchanged are not read again
+    (`orders_for_update_unless_known`)."""
     by_order: dict[UUID, list[ExecutionReport]] = {}
     for report in reports:
         try:
@@ -1202,7 +1216,8 @@ def execution_reports_apply(*, reports: Sequence[ExecutionReport], correlation_i
         return 0
     changed = 0
     with transaction.atomic():
-        orders = {order.pk: order for order in orders_for_update(by_order)}
+        locked = orders_for_update_unless_known(by_order, known or {})
+        orders = {order.pk: order for order in locked}
         for order_uuid in by_order.keys() - orders.keys():
             logger.warning("report for an unknown order", extra={"id": str(order_uuid)})
         applying = _ReportsApplying(

@@ -344,6 +344,26 @@ def _copy_value(field: Field, value: object, plain: bool) -> object:
 # --- reads -----------------------------------------------------------------------------------
 
 
+# (index, column expression, functions): a column's converters, as the ORM applies them.
+Converters = list[tuple[int, Any, list[Any]]]
+
+
+def _converters(fields: Sequence[Field], alias: str) -> Converters:
+    found = []
+    for i, field in enumerate(fields):
+        col = field.get_col(alias)
+        functions = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        if functions:
+            found.append((i, col, functions))
+    return found
+
+
+def _convert(values: list[Any], converters: Converters) -> None:
+    for i, col, functions in converters:
+        for convert in functions:
+            values[i] = convert(values[i], col, connection)
+
+
 class _Shape:
     """The SELECT of one model's columns joined with related rows (as `select_related`), and
     how to turn a row back into instances: built once per model and relations."""
@@ -352,7 +372,7 @@ class _Shape:
         quote = connection.ops.quote_name
         meta = model._meta
         self.model = model
-        self.parts: list[tuple[type[Model], list[Field], list[Any], Field | None]] = []
+        self.parts: list[tuple[type[Model], list[Field], Converters, Field | None]] = []
         joins: list[str] = []
         columns: list[str] = []
         for index, (part_model, link) in enumerate(
@@ -364,15 +384,7 @@ class _Shape:
             alias = f"t{index}"
             fields = list(part_model._meta.concrete_fields)
             columns.extend(f"{alias}.{quote(f.column)}" for f in fields)
-            converters = []  # (index, column expression, functions): as the ORM applies them
-            for i, f in enumerate(fields):
-                col = f.get_col(alias)
-                functions = connection.ops.get_db_converters(col) + col.get_db_converters(
-                    connection
-                )
-                if functions:
-                    converters.append((i, col, functions))
-            self.parts.append((part_model, fields, converters, link))
+            self.parts.append((part_model, fields, _converters(fields, alias), link))
             if link is not None:
                 if link.null:
                     raise ValueError(
@@ -400,9 +412,7 @@ class _Shape:
             for part_model, fields, converters, link in self.parts:
                 values = list(row[start : start + len(fields)])
                 start += len(fields)
-                for i, col, functions in converters:
-                    for convert in functions:
-                        values[i] = convert(values[i], col, connection)
+                _convert(values, converters)
                 obj = part_model.from_db(alias, [f.attname for f in fields], values)
                 if first is None:
                     first = obj
@@ -456,6 +466,56 @@ def rows_select(
     reads, where the ORM's query compiler cost about 0.7 ms of CPU per query here, more than
     the query itself."""
     shape = _shape(model, related)
+    found = _where(model, where)
+    if found is None:
+        return []
+    conditions, params = found
+    sql = shape.sql + _tail(model, conditions, order_by, lock, bool(related), skip_locked)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return shape.instances(rows)
+
+
+def rows_values(
+    model: type[Model],
+    fields: Sequence[str],
+    where: dict[str | tuple[str, ...], Any],
+    *,
+    order_by: Sequence[str] = (),
+    lock: bool = False,
+) -> list[tuple[Any, ...]]:
+    """The values of `fields` of the rows of `model` that `where` selects (as `rows_select`),
+    converted as the ORM converts them: for a read (or a lock) that needs a column or two,
+    not the rows."""
+    found = _where(model, where)
+    if found is None:
+        return []
+    conditions, params = found
+    meta = model._meta
+    quote = connection.ops.quote_name
+    columns = [meta.get_field(name) for name in fields]
+    sql = f"SELECT {', '.join(f't0.{quote(f.column)}' for f in columns)} FROM "
+    sql += f"{quote(meta.db_table)} t0" + _tail(model, conditions, order_by, lock, False, False)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    converters = _converters(columns, "t0")
+    if not converters:
+        return rows
+    converted = []
+    for row in rows:
+        values = list(row)
+        _convert(values, converters)
+        converted.append(tuple(values))
+    return converted
+
+
+def _where(
+    model: type[Model], where: dict[str | tuple[str, ...], Any]
+) -> tuple[list[str], list[Any]] | None:
+    """`where` as SQL conditions on t0 and their parameters; None when a list of values is
+    empty (no row can match)."""
     meta = model._meta
     quote = connection.ops.quote_name
     conditions: list[str] = []
@@ -468,7 +528,7 @@ def rows_select(
         if not isinstance(wanted, list):
             combos = [(wanted,)]
         elif not wanted:
-            return []
+            return None
         else:
             combos = wanted if isinstance(names, tuple) else [(value,) for value in wanted]
         if len(combos) == 1:
@@ -504,21 +564,32 @@ def rows_select(
             for combo in combos
             for field, value in zip(fields, combo, strict=True)
         )
-    sql = shape.sql
+    return conditions, params
+
+
+def _tail(
+    model: type[Model],
+    conditions: list[str],
+    order_by: Sequence[str],
+    lock: bool,
+    joined: bool,
+    skip_locked: bool,
+) -> str:
+    """A SELECT's WHERE, ORDER BY and row lock clauses."""
+    meta = model._meta
+    quote = connection.ops.quote_name
+    sql = ""
     if conditions:
         sql += " WHERE " + " AND ".join(conditions)
     if order_by:
         sql += " ORDER BY " + ", ".join(f"t0.{quote(meta.get_field(n).column)}" for n in order_by)
     if lock and connection.features.has_select_for_update:
         sql += " FOR UPDATE"
-        if related and connection.features.has_select_for_update_of:
+        if joined and connection.features.has_select_for_update_of:
             sql += " OF t0"
         if skip_locked and connection.features.has_select_for_update_skip_locked:
             sql += " SKIP LOCKED"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    return shape.instances(rows)
+    return sql
 
 
 class QueryTemplate:

@@ -536,3 +536,53 @@ def test_a_parked_submit_task_leaves_the_orders_behind_it_to_a_drain(market, mon
     assert set(Order.objects.filter(pk__in=queued).values_list("status", flat=True)) == {
         "validated"
     }
+
+
+def test_the_apply_locks_the_orders_it_sent_without_reading_them_again(market):
+    from orders.lock_objects import orders_for_update_unless_known
+
+    account = funded_account()
+    ids = validated(account, 3)
+    known = {
+        o.pk: o for o in Order.objects.select_related("instrument", "account").filter(pk__in=ids)
+    }
+    with CaptureQueriesContext(connection) as captured:
+        locked = orders_for_update_unless_known(ids, known)
+    assert [o.pk for o in locked] == sorted(known)
+    assert all(o is known[o.pk] for o in locked)  # the caller's own objects
+    (statement,) = [q["sql"] for q in captured.captured_queries]
+    assert '"event_seq"' in statement and '"client_order_id"' not in statement
+
+
+def test_an_order_changed_since_the_caller_wrote_it_is_read_again(market):
+    from orders.lock_objects import orders_for_update_unless_known
+
+    account = funded_account()
+    ids = validated(account, 3)
+    known = {
+        o.pk: o for o in Order.objects.select_related("instrument", "account").filter(pk__in=ids)
+    }
+    changed = Order.objects.get(pk=ids[1])
+    services._order_change(changed, event_type="pending_submit", actor="w", status="pending_submit")
+    locked = {o.pk: o for o in orders_for_update_unless_known(ids, known)}
+    assert locked[changed.pk] is not known[changed.pk]
+    assert (locked[changed.pk].status, locked[changed.pk].event_seq) == ("pending_submit", 3)
+    assert locked[changed.pk].instrument.symbol == "EUR_USD"  # read with its relations
+    assert all(locked[pk] is known[pk] for pk in known if pk != changed.pk)
+    # and what the caller does not know is read
+    assert [o.pk for o in orders_for_update_unless_known(ids, {})] == sorted(known)
+
+
+def test_a_sent_batch_applies_its_fills_with_the_orders_it_holds(market):
+    account = funded_account()
+    services.orders_submit_to_venue_many(order_ids=validated(account, 2))  # positions exist
+    ids = validated(account, 4)
+    with CaptureQueriesContext(connection) as captured:
+        services.orders_submit_to_venue_many(order_ids=ids)
+    assert Order.objects.filter(pk__in=ids, status="filled").count() == 4
+    reads = [
+        q["sql"] for q in captured.captured_queries
+        if q["sql"].startswith('SELECT t0."id"') and '"orders_order" t0' in q["sql"]
+    ]  # fmt: skip
+    # the claim reads the orders; the apply only locks them (id and event_seq)
+    assert len(reads) == 2 and '"client_order_id"' not in reads[1]
