@@ -193,6 +193,7 @@ class OrderBatchView(APIView):
             user=request.user,
             actor=actors.user_actor(request.user),
             correlation_id=_correlation_id(request),
+            admitted=True,  # by the intake check above
         )
         accepted = [answer.order for answer in answers if isinstance(answer, services.SubmitResult)]
         bodies = iter(OrderOutputSerializer(accepted, many=True).data)

@@ -70,6 +70,29 @@ def test_a_batch_given_to_the_service_answers_repeats_and_refuses_the_rest(trade
     assert Order.objects.count() == 3
 
 
+def test_a_batch_admitted_at_the_door_is_not_refused_order_by_order(api, small_intake, monkeypatch):
+    # The backlog fills between the batch view's check and the service's: the request was
+    # admitted, so its orders are taken (the limit is passed by one batch), not refused one
+    # by one inside a 200 answer after their bodies were read.
+    checks = []
+    door = services.intake_check
+
+    def full_after_the_door():
+        checks.append(1)
+        if len(checks) > 1:
+            raise IntakeBusy("full now", retry_after=1)
+        door()
+
+    monkeypatch.setattr(services, "intake_check", full_after_the_door)
+    body = {"orders": [{**first_body(), "client_order_id": f"a-{n}"} for n in range(4)]}
+    response = api.post("/api/v1/orders/batch/", body, format="json")
+    assert response.status_code == 200
+    assert [r["status"] for r in response.json()["results"]] == [201] * 4
+    assert Order.objects.count() == 4 and len(checks) == 1
+    # and a request refused at the door is refused whole
+    assert api.post("/api/v1/orders/batch/", body, format="json").status_code == 503
+
+
 def test_the_intake_opens_again_when_the_workers_catch_up(api, small_intake):
     ids = [submit(api, expect=(201,), client_order_id=f"c-{n}")["id"] for n in range(3)]
     submit(api, expect=(503,), client_order_id="c-3")
