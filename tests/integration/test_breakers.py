@@ -269,6 +269,20 @@ def test_a_burst_of_fills_asks_for_one_breaker_evaluation(monkeypatch):
         "orders.outbox.publish_now", lambda task, **kw: published.append((task, kw))
     )
     cache.delete(order_services.BREAKER_KICK_KEY)
+    monkeypatch.setattr(order_services, "_breakers_kicked_at", float("-inf"))
+    asked = []
+    add = cache.add
+    monkeypatch.setattr(cache, "add", lambda *a, **kw: asked.append(a) or add(*a, **kw))
     for _ in range(5):
         order_services._breakers_kick()
     assert published == [("risk.evaluate_breakers", {})]
+    assert len(asked) == 1  # the process asked Redis once, not after every fill
+    # another process kicked a moment ago: this one's first fill asks, and publishes nothing
+    monkeypatch.setattr(order_services, "_breakers_kicked_at", float("-inf"))
+    order_services._breakers_kick()
+    assert published == [("risk.evaluate_breakers", {})] and len(asked) == 2
+    # a second later the next fill kicks again
+    monkeypatch.setattr(order_services, "_breakers_kicked_at", float("-inf"))
+    cache.delete(order_services.BREAKER_KICK_KEY)
+    order_services._breakers_kick()
+    assert len(published) == 2
