@@ -5,8 +5,8 @@ commit; `relay` publishes what is still unpublished a moment later (the process 
 COMMIT, or Redis was down). Publishing twice is harmless: every task is idempotent.
 
 The batch intake (`services.orders_submit_many`) writes one `orders.submit_batch` row per many
-orders with `enqueue_many`: one Celery task per order caps the pipeline near 900 orders/s on
-this machine kind (LIMITS.md), and a worker sends many orders per task.
+orders (`message`, inserted with the orders): one Celery task per order caps the pipeline near
+900 orders/s on this machine kind (LIMITS.md), and a worker sends many orders per task.
 """
 
 from __future__ import annotations
@@ -151,15 +151,6 @@ def publish_submission(message: OutboxMessage) -> bool:
             logger.warning("could not clear the marks of an unsent submission", exc_info=True)
         return False
     return True
-
-
-def enqueue_many(task: str, kwargs_list: Sequence[dict[str, Any]]) -> list[OutboxMessage]:
-    """`enqueue` for many work items of one task: one INSERT, one publish after commit."""
-    messages = OutboxMessage.objects.bulk_create(
-        [OutboxMessage(task=task, kwargs=kwargs) for kwargs in kwargs_list]
-    )
-    publish_after_commit(*messages)
-    return messages
 
 
 def publish(messages: Sequence[OutboxMessage], *, mark: bool = True) -> int:

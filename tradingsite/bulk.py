@@ -1,6 +1,7 @@
 """One statement for many rows: `rows_update` (many rows of one table, different values),
 `rows_insert` (new rows of several tables at once, their generated keys read back) and
-`rows_add` (new rows of one table), and the reads `rows_select` and `QueryTemplate`.
+`RowWrites` (a transaction's writes in one statement), and the reads `rows_select`,
+`rows_values` and `QueryTemplate`.
 
 Django's `bulk_update` builds a CASE WHEN per field and row; resolving those expressions costs
 about 15 ms per 50 rows here, more than the database work. On PostgreSQL `rows_update` sends
@@ -207,8 +208,8 @@ class RowWrites:
     """The row writes of one transaction, gathered and sent together at `flush`: on
     PostgreSQL one statement (each write a data-modifying WITH query; every one runs once, on
     the same snapshot, so two writes must not touch the same row). Elsewhere one statement
-    each. Inserted rows' generated keys are not read back (as `rows_add`): use it for keys
-    set in Python, or nobody reads after the insert."""
+    each. Inserted rows' generated keys are not read back: use it for keys set in Python, or
+    nobody reads after the insert."""
 
     def __init__(self) -> None:
         self.updates: list[tuple[Sequence[Model], Sequence[str]]] = []
@@ -229,7 +230,7 @@ class RowWrites:
             for objects, fields in updates:
                 rows_update(objects, fields)
             for objects in inserts:
-                rows_add(objects)
+                type(objects[0])._default_manager.bulk_create(objects, batch_size=1000)
             return
         parts: list[tuple[str, list[Any]]] = [_update_sql(o, f) for o, f in updates]
         for objects in inserts:
@@ -297,23 +298,6 @@ def _insert(*groups: Sequence[Model], savepoint: bool) -> None:
         for obj, key in zip(group, keys.get(index, ()), strict=False):
             obj.pk = key
         _mark_saved(group)
-
-
-def rows_add(objects: Sequence[Model]) -> None:
-    """Insert new rows of one model, as `bulk_create` would, in one statement without a
-    savepoint (a failure fails the caller's transaction, as bulk_create's would). Generated
-    primary keys are not read back: use it for models whose key is set in Python (UUIDs) or
-    whose key nobody reads after the insert (events). (Until 2026-12-04 it sent 20 rows or
-    more by COPY: a JSON document costs a quarter of COPY's CPU here.)"""
-    if not objects:
-        return
-    if connection.vendor != "postgresql":
-        type(objects[0])._default_manager.bulk_create(list(objects), batch_size=1000)
-        return
-    sql, params, _ = _insert_sql(objects, returning=False)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-    _mark_saved(objects)
 
 
 def _mark_saved(objects: Sequence[Model]) -> None:

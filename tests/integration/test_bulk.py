@@ -92,12 +92,12 @@ def test_a_batch_writes_its_rows_as_json_with_one_text_for_any_size(api, setting
 @pytest.mark.parametrize("count", [1, 4])
 def test_every_kind_of_value_is_stored_as_the_orms_save_stores_it(trader, instruments, count, path):
     """Awkward text, decimals written every way, nulls, datetimes at other offsets, and JSON
-    values of every kind, inserted by rows_insert and by rows_add, read back equal to the
+    values of every kind, inserted by rows_insert and by RowWrites, read back equal to the
     same objects saved one by one by the ORM."""
     from datetime import datetime, timedelta, timezone
 
     from orders.models import Account, Position
-    from tradingsite.bulk import rows_add
+    from tradingsite.bulk import RowWrites
 
     kwargs_kinds = [{"note": AWKWARD, "nested": [1, None, {"a": "0.10"}]}, {}, {"k": "é€\\n"}]
     when = datetime(2026, 12, 4, 23, 30, 0, 123456, tzinfo=timezone(timedelta(hours=5, minutes=30)))
@@ -136,7 +136,9 @@ def test_every_kind_of_value_is_stored_as_the_orms_save_stores_it(trader, instru
         inserted, added = build("ins"), build("add")
         rows_insert(inserted)
         assert all(obj.pk is not None for obj in inserted)
-        rows_add(added)
+        writes = RowWrites()
+        writes.insert(added)
+        writes.flush()
         fields = [f.attname for f in model._meta.concrete_fields if not f.primary_key]
 
         def stored(objs, tag, fields=fields, model=model):
