@@ -18,7 +18,7 @@ import functools
 import json
 from collections.abc import Sequence
 from contextlib import nullcontext
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -314,15 +314,17 @@ def _copy_value(field: Field, value: object, plain: bool) -> object:
     """The value as it is sent. Strings, numbers, decimals, UUIDs and aware datetimes go as
     they are: Django's preparation would hand the same object to psycopg (it no longer
     quantizes decimals), at a cost that dominated a batch's writes. Anything else (JSON,
-    naive datetimes, values of unexpected types) takes Django's own preparation."""
-    if value is None or (
-        plain
-        and (
-            isinstance(value, _AS_IS) or (isinstance(value, datetime) and value.tzinfo is not None)
-        )
-    ):
+    naive datetimes, values of unexpected types) takes Django's own preparation. An aware
+    datetime goes in UTC: the same instant, written with an offset of +00:00 (orjson writes an
+    offset to the minute, and an older zone's offset has seconds: America/Goose_Bay in 1935
+    was -03:30:52)."""
+    if value is None or (plain and isinstance(value, _AS_IS)):
         return value
-    return field.get_db_prep_save(value, connection)
+    if not (plain and isinstance(value, datetime) and value.tzinfo is not None):
+        value = field.get_db_prep_save(value, connection)
+    if isinstance(value, datetime) and value.tzinfo is not None and value.tzinfo is not UTC:
+        return value.astimezone(UTC)
+    return value
 
 
 # --- reads -----------------------------------------------------------------------------------

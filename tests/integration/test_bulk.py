@@ -3,11 +3,14 @@ own saves would (and every order written with them still replays from its events
 suite's autouse check)."""
 
 import uuid
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from orders.models import Order, OrderEvent, OutboxMessage
 from tradingsite import bulk
@@ -409,3 +412,64 @@ def test_many_rows_read_and_write_with_one_statement_text_whatever_their_number(
             assert rows_update(some, ["quantity"]) == count
     assert len(texts[0]) == 3 and texts[0] == texts[1]
     assert Position.objects.filter(quantity=Decimal(12)).count() == 12
+
+
+TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=64
+)
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+AMOUNTS = st.decimals(
+    min_value=Decimal("-99999999999999999"), max_value=Decimal("99999999999999999"), places=10
+).map(lambda d: d.normalize() if d else d)  # exponents of every kind: 1E+3, 1.5, -0.0000000001
+WHEN = st.datetimes(
+    min_value=datetime(1800, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.timezones()
+)
+
+
+@pytest.mark.postgres
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(task=TEXT, kwargs=st.dictionaries(TEXT, JSONISH, max_size=4), when=WHEN, amount=AMOUNTS)
+def test_any_value_the_json_document_carries_is_stored_as_the_values_rows_store_it(
+    trader, instruments, monkeypatch, task, kwargs, when, amount
+):
+    """Generated values, written as a JSON document and as VALUES rows of parameters, each
+    read back equal (the two paths of every bulk write on PostgreSQL)."""
+    from orders.models import Account, Position
+
+    account = Account.objects.get(code="ACC-1")
+    stored = []
+    for path in ("json", "values"):
+        with transaction.atomic():
+            if path == "values":
+                monkeypatch.setattr(bulk, "_json_document", lambda keys, rows: None)
+            message = OutboxMessage(task=task, kwargs=kwargs, published_at=when, created_at=when)
+            position = Position(
+                account=account,
+                instrument_id=instruments["EUR_USD"].pk,
+                strategy_id=task,
+                quantity=amount,
+                average_price=abs(amount),
+                opened_at=when,
+                updated_at=when,
+            )
+            rows_insert([message], [position])
+            stored.append(
+                (
+                    OutboxMessage.objects.filter(pk=message.pk).values(
+                        "task", "kwargs", "published_at"
+                    )[0],
+                    Position.objects.filter(pk=position.pk).values(
+                        "strategy_id", "quantity", "average_price", "opened_at"
+                    )[0],
+                )
+            )
+            transaction.set_rollback(True)
+        monkeypatch.undo()
+    assert stored[0] == stored[1]
+    assert stored[0][0]["kwargs"] == kwargs and stored[0][1]["quantity"] == amount
