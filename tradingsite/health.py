@@ -1,12 +1,18 @@
 """Liveness and readiness. /healthz: the process answers. /readyz: the database, Redis and at
-least one Celery worker answer; 503 with the failing parts otherwise."""
+least one Celery worker answer; 503 with the failing parts otherwise, logged once at WARNING
+with what failed (not by django.request as a server error: a probe that finds the workers still
+starting is a state to report, and each probe every few seconds would be an ERROR line)."""
 
 from __future__ import annotations
+
+import logging
 
 import redis
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+
+logger = logging.getLogger(__name__)
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -46,6 +52,13 @@ def readyz(request: HttpRequest) -> JsonResponse:
         except Exception as error:  # any failure means not ready; say which and why
             checks[name] = f"error: {error}"
             ready = False
-    return JsonResponse(
+    response = JsonResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
     )
+    if not ready:
+        response._has_been_logged = True  # type: ignore[attr-defined]  # django.utils.log
+        failing = "; ".join(
+            f"{name} {check}" for name, check in checks.items() if check.startswith("error")
+        )
+        logger.warning("not ready: %s", failing)
+    return response
