@@ -1206,9 +1206,14 @@ def execution_reports_apply(
     order's reports in the order given, then one write per changed row (orders, events, fills,
     positions, accounts). Idempotent: a fill whose execution id is stored already, or a status
     the order has already passed, changes nothing. Answers the number of reports that changed
-    something. Reports for orders we do not know are logged and skipped. `known`: orders the
-    caller holds as it last wrote them; those still unchanged are not read again
-    (`orders_for_update_unless_known`)."""
+    something. Reports for orders we do not know are logged and skipped.
+
+    `known`: orders the caller holds as it last wrote them. Those still unchanged are not read
+    again (`orders_for_update_unless_known`), and their fills are not looked up among the
+    stored ones: an unchanged order has booked no fill since (a fill moves its `event_seq`).
+    Should a venue report an execution id already booked on another order, the insert of the
+    fill fails on its unique key, and the reports are applied again as if nothing were known
+    (the stored fills read, that fill skipped)."""
     by_order: dict[UUID, list[ExecutionReport]] = {}
     for report in reports:
         try:
@@ -1221,14 +1226,32 @@ def execution_reports_apply(
         by_order.setdefault(order_uuid, []).append(report)
     if not by_order:
         return 0
+    if known:
+        try:
+            return _reports_apply(by_order, reports, correlation_id, known)
+        except IntegrityError:
+            logger.warning(
+                "a reported execution is booked already: applying the reports again",
+                exc_info=True,
+            )
+    return _reports_apply(by_order, reports, correlation_id, {})
+
+
+def _reports_apply(
+    by_order: dict[UUID, list[ExecutionReport]],
+    reports: Sequence[ExecutionReport],
+    correlation_id: str,
+    known: Mapping[UUID, Order],
+) -> int:
     changed = 0
     with transaction.atomic():
-        locked = orders_for_update_unless_known(by_order, known or {})
+        locked = orders_for_update_unless_known(by_order, known)
         orders = {order.pk: order for order in locked}
         for order_uuid in by_order.keys() - orders.keys():
             logger.warning("report for an unknown order", extra={"id": str(order_uuid)})
+        unchanged = {pk for pk, order in orders.items() if known.get(pk) is order}
         applying = _ReportsApplying(
-            [orders[pk] for pk, rs in by_order.items() if pk in orders], reports, correlation_id
+            [orders[pk] for pk in by_order if pk in orders], reports, correlation_id, unchanged
         )
         for pk, order_reports in by_order.items():
             order = orders.get(pk)
@@ -1245,14 +1268,20 @@ class _ReportsApplying:
     events, the fills and their bookings (a Ledger over the orders that have fills)."""
 
     def __init__(
-        self, orders: list[Order], reports: Sequence[ExecutionReport], correlation_id: str
+        self,
+        orders: list[Order],
+        reports: Sequence[ExecutionReport],
+        correlation_id: str,
+        unchanged: set[UUID],
     ) -> None:
         self.correlation_id = correlation_id
         self.writes = _OrderWrites()
         fills = [r for r in reports if r.kind == ReportKind.FILL]
         self.executions_seen: set[tuple[str, str]] = set()
-        if fills:
-            self.executions_seen = _executions_stored(fills)
+        # The fills of orders unchanged since the caller wrote them cannot be stored yet.
+        unsure = [r for r in fills if _uuid_or_none(r.client_order_id) not in unchanged]
+        if unsure:
+            self.executions_seen = _executions_stored(unsure)
         filled = {_uuid_or_none(r.client_order_id) for r in fills}
         self.ledger = books.Ledger([o for o in orders if o.pk in filled]) if fills else None
         self.fills: list[Fill] = []

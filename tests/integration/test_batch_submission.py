@@ -584,5 +584,40 @@ def test_a_sent_batch_applies_its_fills_with_the_orders_it_holds(market):
         q["sql"] for q in captured.captured_queries
         if q["sql"].startswith('SELECT t0."id"') and '"orders_order" t0' in q["sql"]
     ]  # fmt: skip
-    # the claim reads the orders; the apply only locks them (id and event_seq)
+    # the claim reads the orders; the apply only locks them (id and event_seq), and does not
+    # look their fills up among the stored ones (an unchanged order has booked none since)
     assert len(reads) == 2 and '"client_order_id"' not in reads[1]
+    assert not [q for q in captured.captured_queries if 'FROM "orders_fill"' in q["sql"]]
+
+
+def test_a_fill_reported_again_on_another_order_is_skipped_as_before(market, caplog):
+    """The apply does not look up the fills of orders unchanged since the caller wrote them;
+    a venue reusing an execution id of another order's fill makes the insert fail, and the
+    reports are applied again reading the stored fills: the fill is skipped, as it always was."""
+    import dataclasses
+
+    account = funded_account()
+    first, second = (Order.objects.get(pk=pk) for pk in validated(account, 2))
+    for order in (first, second):
+        services._order_change(
+            order, event_type="pending_submit", actor="w", status="pending_submit"
+        )
+    services.execution_reports_apply(reports=venue_answer(first, ("1000", "1.08000")))
+    booked = Fill.objects.get(order=first).venue_execution_id
+    reports = [
+        dataclasses.replace(r, execution_id=booked) if r.execution_id else r
+        for r in venue_answer(second, ("1000", "1.08000"))
+    ]
+    caplog.set_level("WARNING")
+    with CaptureQueriesContext(connection) as captured:
+        services.execution_reports_apply(reports=reports, known={second.pk: second})
+    assert "booked already" in caplog.text
+    again = Order.objects.get(pk=second.pk)
+    assert (again.status, again.filled_quantity) == ("acknowledged", D(0))
+    assert list(Fill.objects.filter(venue_execution_id=booked).values_list("order", flat=True)) == [
+        first.pk
+    ]
+    assert any(
+        '"orders_fill"' in q["sql"] and q["sql"].startswith("SELECT")
+        for q in captured.captured_queries
+    )
