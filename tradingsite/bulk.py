@@ -144,8 +144,27 @@ def _insert_sql(group: Sequence[Model], *, returning: bool) -> tuple[str, list[A
     document = _json_document(shape.keys, rows) if shape.json is not None else None
     if document is not None:
         return shape.json + tail, [document], keyed
-    sql = f"{shape.head}VALUES {', '.join([shape.row] * len(group))}{tail}"
-    return sql, [value for values in rows for value in values], keyed
+    return (*_values_insert(shape, rows, tail), keyed)
+
+
+def _values_insert(shape: _InsertShape, rows: list[list[Any]], tail: str) -> tuple[str, list[Any]]:
+    sql = f"{shape.head}VALUES {', '.join([shape.row] * len(rows))}{tail}"
+    return sql, [value for values in rows for value in values]
+
+
+def rows_insert_sql(objects: Sequence[Model]) -> tuple[str, list[Any]]:
+    """The INSERT of new rows of one model (their keys not read back), for a caller that adds
+    a clause to it (ON CONFLICT) or sends it with another write: on PostgreSQL the rows as one
+    JSON document, elsewhere VALUES rows of values prepared as the ORM prepares them."""
+    if connection.vendor == "postgresql":
+        sql, params, _ = _insert_sql(objects, returning=False)
+        return sql, params
+    shape = _insert_shape(type(objects[0]))
+    rows = [
+        [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in shape.fields]
+        for obj in objects
+    ]
+    return _values_insert(shape, rows, "")
 
 
 # --- rows as one JSON document ---------------------------------------------------------------

@@ -42,6 +42,7 @@ from brokers.models import SimOrder, SimPosition, SimQuote, SimReport, sim_venue
 from tradingsite.bulk import (
     QueryTemplate,
     rows_insert,
+    rows_insert_sql,
     rows_select,
     rows_update,
     rows_update_sql,
@@ -358,19 +359,18 @@ class SimulatedVenue:
             moves[key] = moves.get(key, Decimal(0)) + signed
         if not moves:
             return None
-        keys = sorted(moves)
         table = SimPosition._meta.db_table
-        insert = f"INSERT INTO {table} (account, symbol, quantity)"
+        insert, params = rows_insert_sql(
+            [
+                SimPosition(account=key[0], symbol=key[1], quantity=moves[key])
+                for key in sorted(moves)
+            ]
+        )
         conflict = (
             " ON CONFLICT (account, symbol) DO UPDATE"
             f" SET quantity = {table}.quantity + EXCLUDED.quantity"
         )
-        if connection.vendor == "postgresql":  # one text for any number of keys
-            columns = [[k[0] for k in keys], [k[1] for k in keys], [moves[k] for k in keys]]
-            unnest = "SELECT * FROM UNNEST(%s::varchar[], %s::varchar[], %s::numeric[])"
-            return f"{insert} {unnest}{conflict}", columns
-        values = ", ".join(["(%s, %s, %s)"] * len(keys))
-        return f"{insert} VALUES {values}{conflict}", [v for k in keys for v in (*k, moves[k])]
+        return insert + conflict, params
 
     def _positions_and_quotes(self, reports: Sequence[SimReport], quotes: list[SimQuote]) -> None:
         """The positions moved by `reports` and the quotes' sizes written: on PostgreSQL one
