@@ -18,7 +18,7 @@ from brokers import registry
 from brokers.base import ExecutionReport, VenueTransientError
 from brokers.models import SimOrder
 from orders import services
-from orders.models import Account, Fill, Order, Position
+from orders.models import Account, Fill, Order, OutboxMessage, Position
 from orders.validation import OrderTerms
 from risk.models import RiskEvent
 from risk.services import trading_halt
@@ -516,6 +516,19 @@ def test_a_client_order_id_racing_another_request_is_stored_once(market, monkeyp
     assert sorted(
         Order.objects.filter(account=account).values_list("client_order_id", flat=True)
     ) == ["b", "race"]
+    # The failed insert left nothing: each stored order has its two creation events once, and
+    # its work item once (the one-order path's); no batch work item names an order.
+    stored = list(Order.objects.filter(account=account))
+    for order in stored:
+        assert list(order.events.order_by("seq").values_list("type", flat=True)) == [
+            "created",
+            "validated",
+        ]
+    submitted = [
+        m.kwargs.get("order_id") for m in OutboxMessage.objects.filter(task="orders.submit")
+    ]
+    assert sorted(submitted) == sorted(str(order.pk) for order in stored)
+    assert not OutboxMessage.objects.filter(task="orders.submit_batch").exists()
 
 
 def test_a_parked_submit_task_leaves_the_orders_behind_it_to_a_drain(market, monkeypatch, settings):
@@ -617,6 +630,14 @@ def test_a_fill_reported_again_on_another_order_is_skipped_as_before(market, cap
     assert list(Fill.objects.filter(venue_execution_id=booked).values_list("order", flat=True)) == [
         first.pk
     ]
+    # the first attempt left nothing behind: the second order's events once each, no fill
+    assert list(again.events.order_by("seq").values_list("type", flat=True)) == [
+        "created",
+        "validated",
+        "pending_submit",
+        "acknowledged",
+    ]
+    assert not Fill.objects.filter(order=second).exists()
     assert any(
         '"orders_fill"' in q["sql"] and q["sql"].startswith("SELECT")
         for q in captured.captured_queries
