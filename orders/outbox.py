@@ -35,8 +35,12 @@ PUBLISH_RETRY_POLICY = {
 
 
 def _send(task: str, kwargs: dict[str, Any], producer: Any = None) -> None:
-    from tradingsite.celery import app
+    """Publish one task message: pushed straight onto its queue (tradingsite/direct_publish.py)
+    where that applies, else through `send_task`."""
+    from tradingsite.celery import app, direct
 
+    if direct.push(task, kwargs):
+        return
     app.send_task(
         task, kwargs=kwargs, retry=True, retry_policy=PUBLISH_RETRY_POLICY, producer=producer
     )

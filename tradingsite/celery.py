@@ -34,3 +34,14 @@ def _worker_priority(**kwargs: Any) -> None:
     wanted = settings.WORKER_NICE
     if wanted > os.getpriority(os.PRIO_PROCESS, 0):
         os.setpriority(os.PRIO_PROCESS, 0, wanted)
+
+
+def _direct_publisher() -> Any:
+    from .direct_publish import DirectPublisher
+
+    return DirectPublisher(app)
+
+
+# Task messages pushed straight onto the broker's list (tradingsite/direct_publish.py): the
+# outbox's publishes, a lone order's on its request path.
+direct = _direct_publisher()
