@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -56,6 +57,28 @@ QUOTE_SIZES = ("bid_available", "ask_available")
 
 # The reason of a REJECT_RATE rejection.
 REJECTED_BY_VENUE = "rejected by the simulated venue"
+
+
+@contextmanager
+def venue_transaction() -> Iterator[None]:
+    """The venue's own transaction. On PostgreSQL it commits without waiting for its WAL to
+    reach the disk (`synchronous_commit = off` for this transaction only): the venue is
+    another system, its durability is not the order path's, and its fsync would otherwise sit
+    in every order's path (0.3-0.4 ms a commit here).
+
+    Nothing of ours can outlive it: WAL is written in order, and our next commit that records
+    what the venue answered (the reports' apply, synchronous) flushes the WAL up to itself,
+    the venue's commit included. A crash before that loses the venue's transaction and our
+    record of the call alike: the order is still `pending_submit`, and recovery asks the venue,
+    which has no such order, so it is sent once (the one-order path's rule). Inside a
+    transaction of the caller's (tests, a nested call) nothing changes: the setting would be
+    the whole transaction's."""
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        yield
 
 
 @dataclass
@@ -117,7 +140,7 @@ class SimulatedVenue:
 
     def submit(self, ticket: OrderTicket) -> Sequence[ExecutionReport]:
         self._network()
-        with transaction.atomic():
+        with venue_transaction():
             # The symbol's quote lock first: it serializes submissions, so a second delivery of
             # the same order (a sweep racing the first) sees the first's committed row here
             # instead of failing on the unique client order id.
@@ -158,7 +181,7 @@ class SimulatedVenue:
         if not tickets:
             return []
         self._network()
-        with transaction.atomic():
+        with venue_transaction():
             rows, refusals = self._lock_quotes({ticket.symbol for ticket in tickets})
             # After the locks, as in `submit`: a racing delivery of one of these orders has
             # committed by now and is found here.
@@ -240,7 +263,7 @@ class SimulatedVenue:
         self, *, client_order_id: str, venue_order_id: str = ""
     ) -> Sequence[ExecutionReport]:
         self._network()
-        with transaction.atomic():
+        with venue_transaction():
             order = self._order_for_update(client_order_id, venue_order_id)
             if order.status != "working":
                 raise VenueRejected(f"order is {order.status}", code="order_closed")
@@ -260,7 +283,7 @@ class SimulatedVenue:
         stop_price: Decimal | None = None,
     ) -> Sequence[ExecutionReport]:
         self._network()
-        with transaction.atomic():
+        with venue_transaction():
             order = self._order_for_update(client_order_id, venue_order_id)
             if order.status != "working":
                 raise VenueRejected(f"order is {order.status}", code="order_closed")
@@ -401,7 +424,7 @@ class SimulatedVenue:
         Answers the number of reports written."""
         written = 0
         for symbol in symbols:
-            with transaction.atomic():
+            with venue_transaction():
                 row = self._quote_for_update(symbol)
                 spec = walk_spec_for(symbol)
                 new = engine.next_quote(spec, self.seed, self._as_quote(row))
@@ -412,7 +435,7 @@ class SimulatedVenue:
         self, symbol: str, *, bid: Decimal, ask: Decimal, bid_size: Decimal, ask_size: Decimal
     ) -> int:
         """Put a quote on the book by hand (tests, replayed files) and match resting orders."""
-        with transaction.atomic():
+        with venue_transaction():
             row = self._quote_for_update(symbol)
             new = Quote(
                 symbol=symbol,

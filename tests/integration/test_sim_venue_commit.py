@@ -1,0 +1,64 @@
+"""The simulated venue's own transactions commit without waiting for the WAL flush; ours do
+not (brokers/sim/venue.py, venue_transaction)."""
+
+import pytest
+from django.db import connection, transaction
+
+from brokers.sim.venue import venue_transaction
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+def test_the_venue_transaction_alone_commits_without_waiting_for_the_flush():
+    assert synchronous_commit() == "on"
+    with venue_transaction():
+        assert synchronous_commit() == "off"
+    # the next transaction on the same connection is ours again
+    with transaction.atomic():
+        assert synchronous_commit() == "on"
+    assert synchronous_commit() == "on"
+
+
+def test_inside_a_transaction_of_the_caller_nothing_changes():
+    with transaction.atomic():
+        with venue_transaction():
+            assert synchronous_commit() == "on"
+        assert synchronous_commit() == "on"
+
+
+def test_a_venue_call_runs_its_transaction_so(instruments, monkeypatch):
+    """The venue's submit, seen from inside its transaction."""
+    from decimal import Decimal
+
+    from brokers.base import OrderTicket
+    from brokers.registry import venue_for
+    from brokers.sim import venue as sim
+
+    seen = []
+    lock = sim.SimulatedVenue._lock_quotes
+
+    def spy(self, symbols):
+        seen.append(synchronous_commit())
+        return lock(self, symbols)
+
+    monkeypatch.setattr(sim.SimulatedVenue, "_lock_quotes", spy)
+    venue = venue_for("sim")
+    ticket = OrderTicket(
+        client_order_id="00000000-0000-7000-8000-00000000c0de",
+        account="ACC-1",
+        symbol="EUR_USD",
+        side="buy",
+        type="limit",
+        time_in_force="gtc",
+        quantity=Decimal("1000"),
+        limit_price=Decimal("1.00000"),
+    )
+    reports = venue.submit_many([ticket])
+    assert seen == ["off"]
+    assert reports and synchronous_commit() == "on"
