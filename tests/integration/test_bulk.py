@@ -399,7 +399,7 @@ def test_many_rows_read_and_write_with_one_statement_text_whatever_their_number(
         texts[-1].append(sql)  # as sent, before psycopg binds the values
         return execute(sql, params, many, context)
 
-    for count in (2, 12):
+    for count in (9, 12):  # one power of two above both: one text (json_sql's LIMIT)
         some = positions[:count]
         texts.append([])
         with connection.execute_wrapper(statement_text):
@@ -412,6 +412,36 @@ def test_many_rows_read_and_write_with_one_statement_text_whatever_their_number(
             assert rows_update(some, ["quantity"]) == count
     assert len(texts[0]) == 3 and texts[0] == texts[1]
     assert Position.objects.filter(quantity=Decimal(12)).count() == 12
+
+
+@pytest.mark.postgres
+def test_a_few_rows_are_updated_through_the_primary_key_index(trader, instruments):
+    """The JSON document's rows are told to the planner (a LIMIT): among thousands of rows it
+    looks the few up by their key instead of hashing a scan of the whole table."""
+    from orders.models import Account, Position
+    from tradingsite.bulk import rows_update_sql
+
+    account = Account.objects.get(code="ACC-1")
+    positions = Position.objects.bulk_create(
+        [
+            Position(account=account, instrument_id=instruments["EUR_USD"].pk, strategy_id=f"s{n}")
+            for n in range(5000)
+        ],
+        batch_size=1000,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE orders_position")
+        for count in (1, 3, 40):
+            sql, params = rows_update_sql(positions[:count], ["quantity"])
+            assert "json_to_recordset" in sql
+            cursor.execute("EXPLAIN " + sql, params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            told = 1 << (count - 1).bit_length()
+            limit = next(line for line in plan.splitlines() if "Limit" in line)
+            assert f" rows={told} " in limit, plan  # the planner's estimate of the rows
+            if count < 8:  # more, and hashing one scan of 5,000 rows is the planner's choice
+                assert "Seq Scan on orders_position" not in plan, plan
+                assert "orders_position_pkey" in plan, plan
 
 
 TEXT = st.text(
