@@ -139,8 +139,14 @@ class Order(FastInit, models.Model):
     commission = models.DecimalField(**AMOUNT, default=Decimal(0))
     venue = models.CharField(max_length=32)
     venue_order_id = models.CharField(max_length=64, blank=True, default="")
+    # Indexed only where set (Meta.indexes, order_parent): most orders have no parent.
     parent = models.ForeignKey(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="children"
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="children",
+        db_index=False,
     )
     # null, not "": the API distinguishes "no reason" (null) from an empty reason.
     reject_reason = models.TextField(null=True, blank=True)  # noqa: DJ001
@@ -204,6 +210,10 @@ class Order(FastInit, models.Model):
                 condition=Q(status__in=sorted(OPEN), expire_at__isnull=False),
                 name="order_open_expire_at",
             ),
+            # An algorithm's children (and the PROTECT check on a parent): only the orders that
+            # have a parent are in it, so the others' row versions do not pay for an entry. A
+            # lookup `parent_id = x` implies the condition, prepared with a parameter or not.
+            models.Index(fields=["parent"], condition=Q(parent__isnull=False), name="order_parent"),
         ]
 
     def __str__(self) -> str:

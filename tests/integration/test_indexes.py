@@ -209,6 +209,20 @@ def test_the_expiry_sweep_can_use_the_open_expiry_index(db):
 
 
 @pytest.mark.postgres
+def test_an_algorithms_children_and_the_parents_protect_check_use_the_partial_parent_index(db):
+    """`order_parent` holds only orders that have a parent (orders 0009); `parent_id = x`
+    implies that, with its value known or as a generic plan's parameter."""
+    import uuid
+
+    some = uuid.uuid4()
+    children = Order.objects.filter(parent_id=some).values_list("pk", flat=True)
+    assert "order_parent" in _plan_with_only("order_parent", "orders_order", children)
+    sql = 'SELECT 1 FROM "orders_order" WHERE "parent_id" = %s'  # as PROTECT's check reads
+    plan = _plan_with_only("order_parent", "orders_order", (sql, [f"'{some}'::uuid"]))
+    assert "order_parent" in plan, plan
+
+
+@pytest.mark.postgres
 @pytest.mark.parametrize(
     "index",
     [
