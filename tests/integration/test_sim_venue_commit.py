@@ -34,11 +34,9 @@ def test_inside_a_transaction_of_the_caller_nothing_changes():
 
 def test_a_venue_call_runs_its_transaction_so(instruments, monkeypatch):
     """The venue's submit, seen from inside its transaction."""
-    from decimal import Decimal
-
-    from brokers.base import OrderTicket
     from brokers.registry import venue_for
     from brokers.sim import venue as sim
+    from tests.integration.test_sim_venue_batch import ticket
 
     seen = []
     lock = sim.SimulatedVenue._lock_quotes
@@ -48,17 +46,7 @@ def test_a_venue_call_runs_its_transaction_so(instruments, monkeypatch):
         return lock(self, symbols)
 
     monkeypatch.setattr(sim.SimulatedVenue, "_lock_quotes", spy)
-    venue = venue_for("sim")
-    ticket = OrderTicket(
-        client_order_id="00000000-0000-7000-8000-00000000c0de",
-        account="ACC-1",
-        symbol="EUR_USD",
-        side="buy",
-        type="limit",
-        time_in_force="gtc",
-        quantity=Decimal("1000"),
-        limit_price=Decimal("1.00000"),
-    )
-    reports = venue.submit_many([ticket])
+    resting = ticket("c0de", type="limit", time_in_force="gtc", limit_price="1.00000")
+    reports = venue_for("sim").submit_many([resting])
     assert seen == ["off"]
     assert reports and synchronous_commit() == "on"
