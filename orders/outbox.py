@@ -39,7 +39,7 @@ def _send(task: str, kwargs: dict[str, Any], producer: Any = None) -> None:
     where that applies, else through `send_task`."""
     from tradingsite.celery import app, direct
 
-    if direct.push(task, kwargs):
+    if direct.push(task, kwargs, retries=PUBLISH_RETRY_POLICY["max_retries"]):
         return
     app.send_task(
         task, kwargs=kwargs, retry=True, retry_policy=PUBLISH_RETRY_POLICY, producer=producer

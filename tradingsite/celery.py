@@ -4,6 +4,8 @@ from typing import Any
 from celery import Celery
 from celery.signals import task_prerun, worker_init
 
+from .direct_publish import DirectPublisher
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradingsite.settings")
 
 app = Celery("tradingsite")
@@ -36,12 +38,6 @@ def _worker_priority(**kwargs: Any) -> None:
         os.setpriority(os.PRIO_PROCESS, 0, wanted)
 
 
-def _direct_publisher() -> Any:
-    from .direct_publish import DirectPublisher
-
-    return DirectPublisher(app)
-
-
 # Task messages pushed straight onto the broker's list (tradingsite/direct_publish.py): the
 # outbox's publishes, a lone order's on its request path.
-direct = _direct_publisher()
+direct = DirectPublisher(app)

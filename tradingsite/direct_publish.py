@@ -31,6 +31,7 @@ import redis
 from celery.utils.nodenames import anon_nodename
 from celery.utils.saferepr import saferepr
 from kombu.exceptions import OperationalError
+from kombu.transport import redis as kombu_redis
 
 # The third element of a protocol 2 body: no callbacks, errbacks, chain or chord.
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -69,6 +70,7 @@ class DirectPublisher:
                 if self._pid != pid:
                     connection = self.app.connection_for_write()
                     channel = connection.default_channel
+                    # The connection is kept: the channel (its Redis pool) belongs to it.
                     self._connection, self._channel = connection, channel
                     self._origin = anon_nodename()
                     self._plans = {}
@@ -94,8 +96,6 @@ class DirectPublisher:
         return planned
 
     def _plan(self, channel: Any, task: str, registered: Any) -> tuple[str, list[Any]] | None:
-        from kombu.transport import redis as kombu_redis
-
         if not isinstance(channel, kombu_redis.Channel):
             return None
         options: dict[str, Any] = {}
@@ -168,24 +168,24 @@ class DirectPublisher:
             }
         )
 
-    def push(self, task: str, kwargs: dict[str, Any]) -> bool:
+    def push(self, task: str, kwargs: dict[str, Any], *, retries: int) -> bool:
         """LPUSH the task's message; False (nothing sent) when it must go through
-        `send_task`. A broken connection is tried once more on a new one (as kombu's publish
-        retry policy here does); then OperationalError, as kombu raises."""
+        `send_task`. A broken connection is tried again on a new one up to `retries` times
+        (the caller's publish retry policy, as kombu would apply it); then OperationalError,
+        as kombu raises."""
         planned = self.plan(task)
         if planned is None or not _plain(kwargs):
             return False
         queue, limits = planned
         payload = self.message(task, kwargs, queue, limits)
         channel = self._channel
-        for attempt in (1, 2):
+        for _ in range(retries + 1):
             try:
                 with channel.conn_or_acquire() as client:
                     client.lpush(channel._q_for_pri(queue, 0), payload)
                 return True
             except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if attempt == 2:
-                    raise OperationalError(str(exc)) from exc
+                broken = exc
             except redis.RedisError as exc:
                 raise OperationalError(str(exc)) from exc
-        raise AssertionError("unreachable")
+        raise OperationalError(str(broken)) from broken

@@ -69,8 +69,9 @@ def venue_transaction() -> Iterator[None]:
     Nothing of ours can outlive it: WAL is written in order, and our next commit that records
     what the venue answered (the reports' apply, synchronous) flushes the WAL up to itself,
     the venue's commit included. A crash before that loses the venue's transaction and our
-    record of the call alike: the order is still `pending_submit`, and recovery asks the venue,
-    which has no such order, so it is sent once (the one-order path's rule). Inside a
+    record of its answer alike: the order is still as it was before the call
+    (`pending_submit`, `pending_cancel`), and recovery asks the venue, which never saw the
+    call, so it is made once (the rule for any call whose answer was lost). Inside a
     transaction of the caller's (tests, a nested call) nothing changes: the setting would be
     the whole transaction's."""
     outermost = not connection.in_atomic_block

@@ -75,7 +75,7 @@ def comparable(message: dict) -> dict:
 
 def test_a_pushed_message_is_the_one_send_task_writes(broker, publisher):
     # when the same task goes out both ways
-    assert publisher.push("orders.submit", KWARGS)
+    assert publisher.push("orders.submit", KWARGS, retries=1)
     app.send_task("orders.submit", kwargs=KWARGS, queue=QUEUE)
     # then they are the same message but for their ids
     direct, celery = popped(broker), popped(broker)
@@ -91,7 +91,7 @@ def test_a_pushed_message_is_the_one_send_task_writes(broker, publisher):
 
 def test_long_arguments_are_shortened_in_their_repr_as_celery_does(broker, publisher):
     kwargs = {"order_ids": [f"{n:036d}" for n in range(200)]}
-    assert publisher.push("orders.submit", kwargs)
+    assert publisher.push("orders.submit", kwargs, retries=1)
     app.send_task("orders.submit", kwargs=kwargs, queue=QUEUE)
     direct, celery = popped(broker), popped(broker)
     assert direct["headers"]["kwargsrepr"] == celery["headers"]["kwargsrepr"]
@@ -116,7 +116,7 @@ class Side(enum.StrEnum):
 )
 def test_arguments_json_does_not_carry_as_they_are_go_through_send_task(broker, publisher, kwargs):
     """kombu's JSON writes decimals, datetimes and UUIDs with type markers of its own."""
-    assert not publisher.push("orders.submit", kwargs)
+    assert not publisher.push("orders.submit", kwargs, retries=1)
     assert broker.llen(QUEUE) == 0
 
 
@@ -125,7 +125,7 @@ def test_a_task_unknown_here_is_pushed_as_send_task_writes_it(broker):
     direct = DirectPublisher(app)
     assert direct.plan("tests.elsewhere") == ("default", [None, None])
     direct._plans["tests.elsewhere"] = (None, (QUEUE, [None, None]))
-    assert direct.push("tests.elsewhere", KWARGS)
+    assert direct.push("tests.elsewhere", KWARGS, retries=1)
     app.send_task("tests.elsewhere", kwargs=KWARGS, queue=QUEUE)
     direct_message, celery = popped(broker), popped(broker)
     assert comparable(direct_message) == comparable(celery)
@@ -139,7 +139,7 @@ def test_a_task_that_expires_goes_through_send_task(broker):
     assert orders.tasks.HOUSEKEEPING["expires"] == 30
     direct = DirectPublisher(app)
     assert direct.plan("orders.relay_outbox") is None
-    assert not direct.push("orders.relay_outbox", {})
+    assert not direct.push("orders.relay_outbox", {}, retries=1)
 
 
 def test_a_queue_with_arguments_goes_through_send_task(monkeypatch):
@@ -149,22 +149,26 @@ def test_a_queue_with_arguments_goes_through_send_task(monkeypatch):
     expiring = Queue("expiring", Exchange("expiring"), "expiring", expires=60)
     monkeypatch.setattr(app.amqp.router, "route", lambda options, name: {"queue": expiring})
     assert direct.plan("tests.anything") is None
-    assert not direct.push("tests.anything", {"a": "b"})
+    assert not direct.push("tests.anything", {"a": "b"}, retries=1)
 
 
 def test_a_dropped_connection_is_replaced_once(broker, publisher):
     # given the publisher's pooled connection killed by the server (a Redis restart)
-    assert publisher.push("orders.submit", KWARGS)
+    assert publisher.push("orders.submit", KWARGS, retries=1)
     with publisher._channel.conn_or_acquire() as client:
         pooled = client.client_id()  # the pool's one idle connection, used again next
     assert broker.client_kill_filter(_id=pooled) == 1
     # when it pushes again, then the message goes out on a new connection
-    assert publisher.push("orders.submit", KWARGS)
+    assert publisher.push("orders.submit", KWARGS, retries=1)
     assert broker.llen(QUEUE) == 2
 
 
-def test_a_connection_error_is_tried_once_more(monkeypatch, broker, publisher):
-    """A connection that breaks under the push (no FIN seen yet when the pool handed it out)."""
+@pytest.mark.parametrize("retries, pushed", [(1, 1), (0, 0)])
+def test_a_connection_error_is_tried_again_as_the_retry_policy_says(
+    monkeypatch, broker, publisher, retries, pushed
+):
+    """A connection that breaks under the push (no FIN seen yet when the pool handed it out):
+    tried again on a new one as many times as the caller's policy says, else kombu's error."""
     from contextlib import contextmanager
 
     real = publisher._channel.conn_or_acquire
@@ -185,8 +189,12 @@ def test_a_connection_error_is_tried_once_more(monkeypatch, broker, publisher):
             yield Flaky(client)
 
     monkeypatch.setattr(publisher._channel, "conn_or_acquire", flaky)
-    assert publisher.push("orders.submit", KWARGS)
-    assert (failures, broker.llen(QUEUE)) == ([], 1)
+    if pushed:
+        assert publisher.push("orders.submit", KWARGS, retries=retries)
+    else:
+        with pytest.raises(OperationalError):
+            publisher.push("orders.submit", KWARGS, retries=retries)
+    assert (failures, broker.llen(QUEUE)) == ([], pushed)
 
 
 def test_redis_away_is_an_operational_error(monkeypatch, publisher):
@@ -201,7 +209,7 @@ def test_redis_away_is_an_operational_error(monkeypatch, publisher):
 
     monkeypatch.setattr(publisher._channel, "conn_or_acquire", away)
     with pytest.raises(OperationalError):
-        publisher.push("orders.submit", KWARGS)
+        publisher.push("orders.submit", KWARGS, retries=1)
 
 
 @pytest.mark.django_db(transaction=True)

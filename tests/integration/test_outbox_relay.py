@@ -184,3 +184,50 @@ def test_orders_coalesced_behind_a_lost_task_are_sent_once_by_the_sweeper(api, s
     order_submit_batch_task(**sent[0][1])
     assert set(Order.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"filled"}
     assert SimOrder.objects.filter(client_order_id__in=ids).count() == 3
+
+
+def test_a_direct_push_that_fails_leaves_the_order_to_the_relay_which_sends_it_once(
+    api, monkeypatch
+):
+    """The real publisher (tradingsite/direct_publish.py) with Redis away at the push: the
+    order is accepted and stored, nothing is on the queue and nothing is marked; the relay
+    then puts it on the queue exactly once."""
+    import base64
+    import json
+    from contextlib import contextmanager
+
+    import redis
+    from django.conf import settings
+
+    from tradingsite.celery import direct
+    from tradingsite.redis_urls import redis_db, with_db
+
+    broker = redis.Redis.from_url(with_db(settings.REDIS_URL, redis_db(settings.REDIS_URL) + 1))
+
+    def on_the_queue(order_id: str) -> int:
+        bodies = (
+            json.loads(base64.b64decode(json.loads(m)["body"]))
+            for m in broker.lrange("orders", 0, -1)
+        )
+        return sum(1 for _, kwargs, _ in bodies if kwargs.get("order_id") == order_id)
+
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+
+    @contextmanager
+    def away(client=None):
+        yield dead
+
+    direct.plan("orders.submit")  # the publisher's channel, as a first publish makes it
+    try:
+        with monkeypatch.context() as broken:
+            broken.setattr(direct._channel, "conn_or_acquire", away)
+            order_id = submit(api, client_order_id="push-away")["id"]
+        assert on_the_queue(order_id) == 0
+        assert cache.get(outbox._sent_key(row_of(order_id).pk)) is None
+        assert cache.get(outbox.SUBMIT_QUEUED) is None  # the next order publishes itself
+        assert outbox.relay(older_than_seconds=0) == 1
+        assert outbox.relay(older_than_seconds=0) == 0
+        assert on_the_queue(order_id) == 1
+        assert row_of(order_id).published_at is not None
+    finally:
+        broker.close()
