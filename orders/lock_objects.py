@@ -11,7 +11,7 @@ from uuid import UUID
 
 from django.db import connection
 
-from tradingsite.bulk import rows_select, rows_select_from, rows_values
+from tradingsite.bulk import row_lock, rows_select, rows_select_from, rows_values
 
 from .models import ORDER_RELATED, Order
 from .states import S
@@ -89,10 +89,10 @@ def orders_and_backlog_for_update(
         related=ORDER_RELATED,
         with_=(
             f"WITH own AS MATERIALIZED (SELECT * FROM {table} WHERE {mine}"
-            " ORDER BY id FOR UPDATE),"
+            f" ORDER BY id{row_lock()}),"
             f" backlog AS MATERIALIZED (SELECT * FROM {table} WHERE status = '{S.VALIDATED}'"
             f" AND NOT ({mine}) AND (SELECT count(*) FROM own) >= 0"
-            f" ORDER BY updated_at LIMIT {int(limit)} FOR UPDATE SKIP LOCKED)"
+            f" ORDER BY updated_at LIMIT {int(limit)}{row_lock()} SKIP LOCKED)"
         ),
     )
     wanted = set(own)
