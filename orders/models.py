@@ -3,7 +3,6 @@ out. Every write goes through orders.services."""
 
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal
 
 from django.conf import settings
@@ -12,6 +11,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from tradingsite.fastinit import FastInit
+from tradingsite.ids import uuid7
 
 from .states import OPEN, TERMINAL, OrderStatus
 
@@ -116,7 +116,7 @@ ORDER_RELATED = ("instrument", "account")
 
 
 class Order(FastInit, models.Model):
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     # order_account_created and the client order id key lead with the account: no index of its own.
     account = models.ForeignKey(
         Account, on_delete=models.PROTECT, related_name="orders", db_index=False
@@ -233,7 +233,7 @@ class Order(FastInit, models.Model):
 
 
 class Fill(FastInit, models.Model):
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     # fill_order_executed leads with the order: no index of its own.
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills", db_index=False)
     # fill_account_executed and fill_account_booked lead with the account: no index of its own.
