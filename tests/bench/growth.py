@@ -1,7 +1,7 @@
 """Growth (issue 5): is the order path as fast with a big history as on an empty database?
 
     python -m tests.bench.growth [--orders N] [--events-per-order K] [--resting N] [--quick]
-                                 [--keep] [--reuse]
+                                 [--blocks N] [--per-block N] [--keep] [--reuse]
 
 1. A fresh database `fillmore_growth` (dropped first), Redis dbs 13 (cache) and 14 (broker,
    nothing consumes it), `migrate`, `seed_demo` and 8 traders `bench000`..`bench007` with
@@ -14,8 +14,12 @@
    accounts, statuses as a busy book has them, K events each (10 by default) shaped like the
    ones orders.services writes, and the fills of their fill events; every constraint and the
    append-only trigger stay on. Then VACUUM ANALYZE.
-4. The same latencies on the loaded database, and EXPLAIN (ANALYZE, BUFFERS) of the hot
-   queries of the order path on the big tables (plan nodes, time, sequential scans flagged).
+4. The same latencies on the loaded database. Then the figure the target is judged on: an
+   empty twin database (`fillmore_growth_empty`, set up as in 1.) in a child process, and
+   order_submit timed in alternating blocks on the loaded database and on the twin (20 blocks
+   of 250 a side; quick 6 of 100), so that the machine's drift falls on both sides alike.
+   Then EXPLAIN (ANALYZE, BUFFERS) of the hot queries of the order path on the big tables
+   (plan nodes, time, sequential scans flagged).
 5. The simulated venue's matching cost per quote step (`SimulatedVenue.step_market`) with
    1,000 and with 100,000 resting orders (3 symbols, both sides, 300 near the touch).
 6. `growth` in bench/results.json (merged: the other keys stay), a short table on stdout.
@@ -35,6 +39,7 @@ import random
 import re
 import secrets
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -62,6 +67,8 @@ from .stack import (
 
 DB_NAME = "fillmore_growth"
 REDIS_DB, BROKER_DB = 13, 14
+# The empty twin the loaded database is compared with, block by block (`interleaved`).
+TWIN_DB_NAME, TWIN_REDIS_DB = "fillmore_growth_empty", 15
 TRADERS = 8
 SEED = 5
 D = Decimal
@@ -82,14 +89,14 @@ def say(text: str) -> None:
 # --- set-up (before Django) --------------------------------------------------------------------
 
 
-def make_env() -> dict[str, str]:
+def make_env(db_name: str = DB_NAME, redis_db: int = REDIS_DB) -> dict[str, str]:
     env = dict(os.environ)
     for name in ("CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE", "SIM_LATENCY_MS", "CONN_MAX_AGE"):
         env.pop(name, None)
     env.update(
         DJANGO_SETTINGS_MODULE="tradingsite.settings",
-        DATABASE_URL=f"{PG_SERVER}/{DB_NAME}",
-        REDIS_URL=f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}",
+        DATABASE_URL=f"{PG_SERVER}/{db_name}",
+        REDIS_URL=f"redis://{REDIS_HOST}:{REDIS_PORT}/{redis_db}",
         CELERY_BROKER_URL=f"redis://{REDIS_HOST}:{REDIS_PORT}/{BROKER_DB}",
         DEBUG="false",
         SECRET_KEY=secrets.token_urlsafe(50),
@@ -106,17 +113,17 @@ def make_env() -> dict[str, str]:
     return env
 
 
-def flush_redis() -> None:
-    for db in (REDIS_DB, BROKER_DB):
+def flush_redis(dbs: tuple[int, ...] = (REDIS_DB, BROKER_DB)) -> None:
+    for db in dbs:
         client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db, socket_timeout=5)
         client.flushdb()
         client.close()
 
 
-def prepare(env: dict[str, str]) -> list[str]:
+def prepare(env: dict[str, str], db_name: str = DB_NAME, redis_db: int = REDIS_DB) -> list[str]:
     """Fresh database and Redis dbs, migrate, seed_demo, the traders. Answers their tokens."""
-    recreate_database(DB_NAME)
-    flush_redis()
+    recreate_database(db_name)
+    flush_redis((redis_db, BROKER_DB))
     stack = Stack(traders=TRADERS)
     stack.env = env  # Stack.manage/create_traders run manage.py with this environment
     stack.manage("migrate", "--noinput")
@@ -124,10 +131,10 @@ def prepare(env: dict[str, str]) -> list[str]:
     return stack.create_traders(TRADERS)
 
 
-def drop_database() -> None:
+def drop_database(name: str = DB_NAME) -> None:
     with pg_connect("postgres") as conn:
         conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB_NAME))
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
 
 
@@ -263,10 +270,12 @@ class Generator:
         self.booked = {a.id: 0 for a in accounts}
         self.status_counts: dict[str, int] = {}
 
-    def _uuid(self) -> str:
-        """A random version-4 UUID from the seeded generator."""
-        h = f"{self.rng.getrandbits(128):032x}"
-        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
+    def _uuid(self, at: float) -> str:
+        """A version-7 UUID for the time `at` (epoch seconds), as `tradingsite.ids.uuid7`
+        makes them, its random bits from the seeded generator."""
+        ms = int(at * 1000)
+        h = f"{ms:012x}7{self.rng.getrandbits(12):03x}{0b10 << 62 | self.rng.getrandbits(62):016x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     def _quantity_lots(self, inst: Inst) -> int:
         rng = self.rng
@@ -303,7 +312,7 @@ class Generator:
         status = rng.choices(self.statuses, cum_weights=self.status_cum)[0]
         self.status_counts[status] = self.status_counts.get(status, 0) + 1
         created = self.t0 + (i + rng.random()) * self.spacing
-        order_id = self._uuid()
+        order_id = self._uuid(created)
         side = "buy" if rng.random() < 0.5 else "sell"
         market = status in ("filled", "rejected", "risk_rejected") and rng.random() < 0.5
         kind = "market" if market else "limit"
@@ -482,7 +491,7 @@ class Generator:
             cur_status = new_status
             self.fills += 1
             self.booked[acct.id] += 1
-            fill_id = self._uuid()
+            fill_id = self._uuid(t)
             fill_number += 1
             execution_id = f"{venue_order_id}-{fill_number}"
             liquidity = "taker" if market else "maker"
@@ -727,6 +736,15 @@ def _spread(samples_ms: list[float]) -> dict[str, Any]:
 def submit_latency(*, label: str, count: int, warmup: int) -> dict[str, Any]:
     """order_submit of GTC limit buys far below the market (they rest: no worker consumes the
     broker db), one after another, for the first trader's account."""
+    return {
+        **_spread(submit_samples(label=label, count=count, warmup=warmup)),
+        "loadavg": _loadavg(),
+    }
+
+
+def submit_samples(*, label: str, count: int, warmup: int) -> list[float]:
+    """The milliseconds of `count` timed order_submit calls (`submit_latency`), after
+    `warmup` untimed ones."""
     from django.contrib.auth import get_user_model
 
     from orders import actors, services
@@ -755,7 +773,108 @@ def submit_latency(*, label: str, count: int, warmup: int) -> dict[str, Any]:
             raise StackError(f"submit {terms.client_order_id} was not created")
         if i >= warmup:
             samples.append(elapsed)
-    return {**_spread(samples), "loadavg": _loadavg()}
+    return samples
+
+
+def _wal_lsn(conn: psycopg.Connection) -> int:
+    """The cluster's current WAL position, in bytes."""
+    row = conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+class Twin:
+    """The empty database's side of `interleaved`: a child process running Django on
+    TWIN_DB_NAME (its own Redis db), timing blocks of order_submit when asked
+    (`python -m tests.bench.growth --serve-submits`, one JSON line in, one out)."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.bench.growth", "--serve-submits"],
+            cwd=REPO,
+            env=make_env(TWIN_DB_NAME, TWIN_REDIS_DB),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def samples(self, *, label: str, count: int, warmup: int) -> list[float]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        request = {"label": label, "count": count, "warmup": warmup}
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise StackError(f"the empty twin exited ({self.proc.wait()})")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise StackError(f"the empty twin: {answer['error']}")
+        return answer["samples"]  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def serve_submits() -> int:
+    """The twin's loop (`Twin`): Django on the database of its environment; each line in asks
+    for a block of submits, each line out answers its milliseconds."""
+    django_setup({})
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            samples = submit_samples(
+                label=request["label"], count=request["count"], warmup=request["warmup"]
+            )
+            answer: dict[str, Any] = {"samples": samples}
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which stops
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def interleaved(twin: Twin, *, blocks: int, per_block: int, warmup: int, run: str) -> dict:
+    """order_submit on the loaded database (this process) and on the empty twin, in
+    alternating blocks (loaded first in even blocks, empty first in odd ones): whatever the
+    machine does meanwhile (its speed moved by a third within an hour here) falls on both
+    sides alike, which two measurements minutes apart, before and after the preload, could
+    not promise. Each block starts with 2 untimed submits; each side warms up first."""
+    submit_samples(label=f"il-loaded-w-{run}", count=0, warmup=warmup)
+    twin.samples(label=f"il-empty-w-{run}", count=0, warmup=warmup)
+    sides: dict[str, list[float]] = {"loaded": [], "empty": []}
+    block_p50: dict[str, list[float | None]] = {"loaded": [], "empty": []}
+    wal = {"loaded": 0, "empty": 0}  # bytes of WAL written during each side's blocks
+    with pg_connect("postgres") as conn:
+        for block in range(blocks):
+            order = ("loaded", "empty") if block % 2 == 0 else ("empty", "loaded")
+            for side in order:
+                label = f"il-{side}-{run}-{block}"
+                start = _wal_lsn(conn)
+                if side == "loaded":
+                    got = submit_samples(label=label, count=per_block, warmup=2)
+                else:
+                    got = twin.samples(label=label, count=per_block, warmup=2)
+                wal[side] += _wal_lsn(conn) - start
+                sides[side] += got
+                block_p50[side].append(r2(pct(got, 50), 3))
+    timed = blocks * (per_block + 2)
+    return {
+        "empty": {**_spread(sides["empty"]), "wal_bytes_per_submit": round(wal["empty"] / timed)},
+        "loaded": {
+            **_spread(sides["loaded"]),
+            "wal_bytes_per_submit": round(wal["loaded"] / timed),
+        },
+        "blocks": blocks,
+        "per_block": per_block,
+        "block_p50_ms": block_p50,
+        "loadavg": _loadavg(),
+    }
 
 
 def _loadavg() -> str | None:
@@ -1123,7 +1242,9 @@ def growth_pct(empty: float | None, loaded: float | None) -> float | None:
 
 
 def figures(raw: dict[str, Any]) -> dict[str, Any]:
-    empty, loaded = raw.get("submit_empty") or {}, raw["submit_loaded"]
+    mixed = raw["interleaved"]
+    empty, loaded = mixed["empty"], mixed["loaded"]
+    before, after = raw.get("submit_empty") or {}, raw["submit_loaded"]
     api_empty, api_loaded = raw.get("api_empty") or {}, raw["api_loaded"]
     m1k, m100k = raw["match_small"], raw["match_big"]
     load = raw.get("preload") or {}
@@ -1145,6 +1266,24 @@ def figures(raw: dict[str, Any]) -> dict[str, Any]:
         "submit_p99_ms_loaded": loaded["p99_ms"],
         "submit_p99_growth_pct": growth_pct(empty.get("p99_ms"), loaded["p99_ms"]),
         "submit_p50_growth_pct": growth_pct(empty.get("p50_ms"), loaded["p50_ms"]),
+        "submit_measured": (
+            f"interleaved: {mixed['blocks']} blocks of {mixed['per_block']} submits a side,"
+            " alternating between the loaded database and an empty twin"
+        ),
+        "submit_count_per_side": loaded["n"],
+        "submit_wal_bytes_empty": empty.get("wal_bytes_per_submit"),
+        "submit_wal_bytes_loaded": loaded.get("wal_bytes_per_submit"),
+        # The same submits timed on the empty database before the preload and on the loaded
+        # one after it, minutes apart (the figures up to 2026-12-05).
+        "submit_sequential": {
+            "count": raw["submit_count"],
+            "p50_ms_empty": before.get("p50_ms"),
+            "p99_ms_empty": before.get("p99_ms"),
+            "p50_ms_loaded": after["p50_ms"],
+            "p99_ms_loaded": after["p99_ms"],
+            "p99_growth_pct": growth_pct(before.get("p99_ms"), after["p99_ms"]),
+            "p50_growth_pct": growth_pct(before.get("p50_ms"), after["p50_ms"]),
+        },
         "api_post_p50_ms_empty": api_empty.get("post", {}).get("p50_ms"),
         "api_post_p99_ms_empty": api_empty.get("post", {}).get("p99_ms"),
         "api_post_p50_ms_loaded": api_loaded["post"]["p50_ms"],
@@ -1177,12 +1316,14 @@ def figures(raw: dict[str, Any]) -> dict[str, Any]:
         "profile": raw["profile"],
         "submit_count": raw["submit_count"],
         "loadavg_during_submit": {
-            "empty": empty.get("loadavg"),
-            "loaded": loaded.get("loadavg"),
+            "empty": before.get("loadavg"),
+            "loaded": after.get("loadavg"),
+            "interleaved": mixed.get("loadavg"),
         },
         "details": {
+            "submit_interleaved": mixed,
             "submit_empty": raw.get("submit_empty"),
-            "submit_loaded": loaded,
+            "submit_loaded": after,
             "api_empty": raw.get("api_empty"),
             "api_loaded": api_loaded,
             "preload": load,
@@ -1234,13 +1375,27 @@ def render(growth: dict[str, Any]) -> str:
     def g(value: float | None) -> str:
         return "-" if value is None else f"{value:+.1f} %"
 
+    seq = growth["submit_sequential"]
     rows = [
         ("", "empty", "loaded", "growth"),
         (
-            "order_submit p50 / p99 ms (in process)",
+            f"order_submit p50 / p99 ms (in process, interleaved, {growth['submit_count_per_side']:,}"
+            " a side)",
             pair(growth["submit_p50_ms_empty"], growth["submit_p99_ms_empty"]),
             pair(growth["submit_p50_ms_loaded"], growth["submit_p99_ms_loaded"]),
             f"{g(growth['submit_p50_growth_pct'])} / {g(growth['submit_p99_growth_pct'])}",
+        ),
+        (
+            "WAL bytes per submit (interleaved)",
+            fmt(growth["submit_wal_bytes_empty"]),
+            fmt(growth["submit_wal_bytes_loaded"]),
+            "",
+        ),
+        (
+            "order_submit p50 / p99 ms (before / after the preload)",
+            pair(seq["p50_ms_empty"], seq["p99_ms_empty"]),
+            pair(seq["p50_ms_loaded"], seq["p99_ms_loaded"]),
+            f"{g(seq['p50_growth_pct'])} / {g(seq['p99_growth_pct'])}",
         ),
         (
             "POST /api/v1/orders/ p50 / p99 ms (APIClient)",
@@ -1288,6 +1443,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--resting", type=int, default=100_000, help="resting venue orders")
     parser.add_argument("--submit-count", type=int, help="timed submits (300; quick 100)")
     parser.add_argument("--quick", action="store_true", help="100,000 orders / 1,000,000 events")
+    parser.add_argument(
+        "--blocks", type=int, help="alternating blocks against the empty twin (20; quick 6)"
+    )
+    parser.add_argument(
+        "--per-block", type=int, help="timed submits per block and side (250; quick 100)"
+    )
+    parser.add_argument("--serve-submits", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help="keep the fillmore_growth database")
     parser.add_argument(
         "--reuse",
@@ -1295,7 +1457,11 @@ def main(argv: list[str]) -> int:
         help="measure a kept, loaded fillmore_growth again (no set-up or preload)",
     )
     args = parser.parse_args(argv)
+    if args.serve_submits:
+        return serve_submits()
     orders = args.orders or (100_000 if args.quick else 1_000_000)
+    blocks = args.blocks or (6 if args.quick else 20)
+    per_block = args.per_block or (100 if args.quick else 250)
     count = args.submit_count or (100 if args.quick else 300)
     warmup = 30
     steps = 50 if args.quick else 200
@@ -1356,6 +1522,24 @@ def main(argv: list[str]) -> int:
             f"  order_submit p50 {raw['submit_loaded']['p50_ms']} ms, "
             f"p99 {raw['submit_loaded']['p99_ms']} ms"
         )
+        say(
+            f"interleaved: {blocks} blocks of {per_block} submits, alternating between the loaded"
+            f" database and an empty twin ({TWIN_DB_NAME})"
+        )
+        prepare(make_env(TWIN_DB_NAME, TWIN_REDIS_DB), TWIN_DB_NAME, TWIN_REDIS_DB)
+        _checkpoint()
+        twin = Twin()
+        try:
+            raw["interleaved"] = interleaved(
+                twin, blocks=blocks, per_block=per_block, warmup=warmup, run=run
+            )
+        finally:
+            twin.close()
+        mixed = raw["interleaved"]
+        say(
+            f"  order_submit p50 {mixed['empty']['p50_ms']} -> {mixed['loaded']['p50_ms']} ms, "
+            f"p99 {mixed['empty']['p99_ms']} -> {mixed['loaded']['p99_ms']} ms"
+        )
         say("EXPLAIN (ANALYZE, BUFFERS) of the order path's queries")
         raw["explain"] = explain_all(tokens[0])
         say(f"venue matching: 1,000 resting orders, {steps} quote steps per symbol")
@@ -1375,7 +1559,11 @@ def main(argv: list[str]) -> int:
                 pass
             drop_database()
         try:
-            flush_redis()
+            drop_database(TWIN_DB_NAME)
+        except psycopg.Error:
+            pass
+        try:
+            flush_redis((REDIS_DB, BROKER_DB, TWIN_REDIS_DB))
         except redis.RedisError:
             pass
     growth = figures(raw)
