@@ -36,6 +36,7 @@ from brokers.registry import venue_for, venue_names
 from risk import services as risk_services
 from risk.exceptions import RiskRejected
 from risk.selectors import trading_state_among, trading_state_for, trading_states_restricting
+from tradingsite import refdata
 from tradingsite.bulk import RowWrites, rows_insert, rows_select
 
 from . import actors, books, outbox
@@ -973,7 +974,8 @@ def orders_submit_to_venue_many(
     tickets: dict[str, list[OrderTicket]] = {}
     taken: list[Order] = []
     sending: dict[UUID, Order] = {}  # as written at pending_submit: the reports' apply uses them
-    with transaction.atomic():
+    # One reference-data version for the claim's halt check, read along with the claim.
+    with refdata.scope(), transaction.atomic():
         if backlog:
             mine, taken = orders_and_backlog_for_update(order_ids, limit=backlog)
             orders = mine + taken

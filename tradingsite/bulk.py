@@ -420,10 +420,11 @@ class _Shape:
         self.joins = " ".join(joins)
         self.sql = self.select_from(quote(meta.db_table))
 
-    def select_from(self, source: str) -> str:
+    def select_from(self, source: str, extra: str = "") -> str:
         """The SELECT reading the model's rows from `source` (its table, or a subquery giving
-        all of its columns) as t0."""
-        return f"SELECT {self.columns} FROM {source} t0 {self.joins}".rstrip()
+        all of its columns) as t0, and `extra` (an expression) as a last column."""
+        columns = f"{self.columns}, {extra}" if extra else self.columns
+        return f"SELECT {columns} FROM {source} t0 {self.joins}".rstrip()
 
     def instances(self, rows: Sequence[Sequence[Any]]) -> list[Model]:
         found = []
@@ -463,12 +464,28 @@ def rows_select_from(
     `rows_select`; `with_` is a WITH clause the subquery may read. For reads one SELECT of
     `rows_select` cannot express (the order claim: its own orders and the backlog, locked in
     one statement: orders/lock_objects.py)."""
+    return rows_select_from_along(model, source, params, related=related, with_=with_)[0]
+
+
+def rows_select_from_along(
+    model: type[Model],
+    source: str,
+    params: Sequence[Any],
+    *,
+    related: tuple[str, ...] = (),
+    with_: str = "",
+    along: str = "",
+) -> tuple[list[Model], Any]:
+    """`rows_select_from`, and the value of `along`, an expression that does not depend on
+    the row (a scalar subquery: computed once), read in the same statement. The value is
+    None when no row was found."""
     shape = _shape(model, related)
-    sql = f"{with_} {shape.select_from(source)}".strip()
+    sql = f"{with_} {shape.select_from(source, along)}".strip()
     with connection.cursor() as cursor:
         cursor.execute(sql, list(params))
         rows = cursor.fetchall()
-    return shape.instances(rows)
+    value = rows[0][-1] if along and rows else None
+    return shape.instances(rows), value  # instances() reads the model's columns only
 
 
 def rows_select(

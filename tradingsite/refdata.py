@@ -9,7 +9,9 @@ writes (services, the admin, `QuerySet.update`, raw SQL, TRUNCATE). A value is n
 transaction that rolled back can never match again.
 
 A request reads the version once, at its first cached lookup (`scope()`, opened by
-`RefDataScopeMiddleware`); outside a scope every lookup reads it. When the version differs
+`RefDataScopeMiddleware`); outside a scope every lookup reads it. A statement may also carry
+the read along (`VERSION_SUBQUERY`, then `assume`): a submit task's claim does, and the halt
+check right after it reads no version of its own. When the version differs
 from the cached one, the whole cache is dropped. What a lookup answers is therefore never
 older than the version read at the start of the request: the same guarantee the uncached
 queries gave, minus the queries. A write made through the ORM in this process also makes the
@@ -88,6 +90,19 @@ def forget() -> None:
     current = _scope.get()
     if current is not None:
         current.version = None
+
+
+# The version as an expression another statement can carry along (`assume`).
+VERSION_SUBQUERY = "(SELECT version FROM refdata_version WHERE id = 1)"
+
+
+def assume(version: int | None) -> None:
+    """`version` was read along with another statement of this scope (VERSION_SUBQUERY): the
+    scope's lookups use it instead of reading it again. Outside a scope, or when the scope has
+    read its version already, nothing changes."""
+    current = _scope.get()
+    if current is not None and current.version is None and version is not None:
+        current.version = version
 
 
 def _version() -> int | None:

@@ -13,9 +13,12 @@ from django.test.utils import CaptureQueriesContext
 
 from orders import services
 from orders.lock_objects import orders_and_backlog_for_update, orders_for_update
+from risk.models import Scope, TradingMode, TradingState
+from risk.selectors import trading_states_restricting
 from tests.integration.test_batch_submission import validated
 from tests.integration.test_books import funded_account
 from tests.integration.test_books_concurrency import in_thread
+from tradingsite import refdata
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -162,3 +165,45 @@ def services_backlog() -> int:
     from orders.tasks import SUBMIT_BACKLOG
 
     return SUBMIT_BACKLOG
+
+
+def test_the_claim_reads_the_reference_data_version_along(orders):
+    """The claim's halt check reads the trading states from the reference-data cache: the
+    claim statement carries the version it needs, so no statement of its own reads it."""
+    own = orders[-1]
+    trading_states_restricting()  # the cache holds the trading states at this version
+    with refdata.scope(), transaction.atomic(), CaptureQueriesContext(connection) as captured:
+        mine, _ = orders_and_backlog_for_update([own], limit=3)
+        assert trading_states_restricting() == []
+    assert [str(o.pk) for o in mine] == [own]
+    assert len(captured.captured_queries) == 1
+    assert "refdata_version" in captured.captured_queries[0]["sql"]
+
+
+def test_a_halt_committed_before_the_claim_is_seen_by_its_check(orders):
+    own = orders[-1]
+    trading_states_restricting()
+
+    def halt():  # another process's write: this one's cache still holds the states before it
+        TradingState.objects.create(scope=Scope.GLOBAL, mode=TradingMode.HALTED)
+
+    thread, errors = in_thread(halt)
+    thread.join(10)
+    assert not errors
+    with refdata.scope(), transaction.atomic():
+        orders_and_backlog_for_update([own], limit=3)
+        assert [s.mode for s in trading_states_restricting()] == [TradingMode.HALTED]
+
+
+def test_a_lone_order_is_claimed_sent_and_applied_without_a_version_read(orders, settings):
+    """orders_submit_to_venue_many for one order with nothing behind it: no statement reads
+    the reference-data version on its own in the claim's transaction."""
+    own = orders[-1]
+    trading_states_restricting()
+    with CaptureQueriesContext(connection) as captured:
+        services.orders_submit_to_venue_many(order_ids=[own], backlog=10)
+    sql = [q["sql"] for q in captured.captured_queries]
+    claim = next(i for i, s in enumerate(sql) if "backlog AS MATERIALIZED" in s)
+    assert not any(
+        s.strip().startswith("SELECT version FROM refdata_version") for s in sql[: claim + 3]
+    )
