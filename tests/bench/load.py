@@ -517,6 +517,7 @@ def _measured_window(stack: Stack, db: Db, tag: str, traders: int, drain_s, load
         [s.coid for s in samples if s.status is None or s.status >= 400]
     )
     figures = latency_figures(samples, filled)
+    figures["submit_samples_ms"] = accepted_latencies(samples)  # pooled over runs (__main__)
     figures.update(result)
     figures.update(
         peak_db_connections=peak(sampler.series, "db_connections"),
@@ -668,3 +669,10 @@ def open_loop(stack: Stack, db: Db, tag: str, traders: int, rate: float, seconds
     )  # fmt: skip
     figures.update(traders=traders, offered_per_s=rate)
     return figures
+
+
+def accepted_latencies(samples: list[Sample]) -> list[float]:
+    """The submit latencies (ms) of the accepted orders, as `latency_figures` takes them."""
+    return [
+        r2(s.latency_ms, 3) for s in samples if s.status in (200, 201) and s.latency_ms is not None
+    ]

@@ -65,22 +65,31 @@ def verdict(value: float | None, comparison: str, target: float | None) -> str:
     return "met" if ok else "not met"
 
 
+def value(figure: dict[str, Any]) -> float | None:
+    """A headline figure's value: the median over the runs, or for the concurrency growth the
+    figure of the runs' samples pooled per level, where there is one (tests/bench/__main__.py,
+    `pooled_curve`)."""
+    return figure.get("pooled", figure["median"])  # type: ignore[no-any-return]
+
+
 def table_rows(results: dict[str, Any]) -> list[list[str]]:
     limits = results["limits"]
     rows = []
     for key, target_text, comparison, target, limit_key in ROWS:
         figure = results["figures"][key]
-        value = figure["median"]
+        value_ = value(figure)
         runs = "" if figure["min"] is None else f"{fmt(figure['min'])} - {fmt(figure['max'])}"
         limit = limits.get(limit_key) if limit_key else None
-        ratio = f"{value / limit:.2f}x" if value is not None and limit else "-"
+        ratio = f"{value_ / limit:.2f}x" if value_ is not None and limit else "-"
+        if "pooled" in figure:
+            runs = f"pooled; runs {runs}"
         rows.append(
             [
                 key,
-                fmt(value),
+                fmt(value_),
                 runs,
                 target_text,
-                verdict(value, comparison, target),
+                verdict(value_, comparison, target),
                 f"{limit_key} {fmt(limit)}" if limit_key else "-",
                 ratio,
             ]
@@ -179,6 +188,16 @@ def render_curve(results: dict[str, Any]) -> str:
             f"{fmt(level['submit_p50_ms']):>9}"
             f"{fmt(level['submit_p99_ms']):>9}{fmt(level['errors']):>8}"
             f"{fmt(level['peak_db_connections']):>15}"
+        )
+    pooled = results.get("concurrency_pooled") or {}
+    if pooled:
+        lines.append(
+            "  pooled over the runs (the concurrency figure): "
+            + ", ".join(
+                f"{traders} traders p50 / p99 {fmt(level['submit_p50_ms'])} / "
+                f"{fmt(level['submit_p99_ms'])} ms (n {level['n']:,})"
+                for traders, level in pooled.items()
+            )
         )
     lines.append("offered load sweep (50 traders, market orders; medians over runs):")
     lines.append(
