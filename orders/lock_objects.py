@@ -12,7 +12,7 @@ from uuid import UUID
 from django.db import connection
 
 from tradingsite import refdata
-from tradingsite.bulk import row_lock, rows_select, rows_select_from_along, rows_values
+from tradingsite.bulk import row_lock, rows_select, rows_select_from, rows_values
 
 from .models import ORDER_RELATED, Order
 from .states import S
@@ -83,7 +83,7 @@ def orders_and_backlog_for_update(
     # the generic plan looked dearer too); a drain none, a redelivered batch many (an array).
     mine = "id = %s" if len(own) == 1 else "id = ANY(%s)"
     value = own[0] if len(own) == 1 else own
-    found, version = rows_select_from_along(
+    found, version = rows_select_from(
         Order,
         "(SELECT * FROM own UNION ALL SELECT * FROM backlog)",
         [value, value],

@@ -458,27 +458,15 @@ def rows_select_from(
     *,
     related: tuple[str, ...] = (),
     with_: str = "",
-) -> list[Model]:
+    along: str = "",
+) -> tuple[list[Model], Any]:
     """Instances of `model` from the rows of `source`, a subquery giving all of the model's
     columns (`SELECT * FROM ...`), with the `related` required foreign keys joined as in
     `rows_select`; `with_` is a WITH clause the subquery may read. For reads one SELECT of
     `rows_select` cannot express (the order claim: its own orders and the backlog, locked in
-    one statement: orders/lock_objects.py)."""
-    return rows_select_from_along(model, source, params, related=related, with_=with_)[0]
-
-
-def rows_select_from_along(
-    model: type[Model],
-    source: str,
-    params: Sequence[Any],
-    *,
-    related: tuple[str, ...] = (),
-    with_: str = "",
-    along: str = "",
-) -> tuple[list[Model], Any]:
-    """`rows_select_from`, and the value of `along`, an expression that does not depend on
-    the row (a scalar subquery: computed once), read in the same statement. The value is
-    None when no row was found."""
+    one statement: orders/lock_objects.py). Answers them and the value of `along`, an
+    expression that does not depend on the row (a scalar subquery: computed once) read in
+    the same statement, or None (no `along`, or no row)."""
     shape = _shape(model, related)
     sql = f"{with_} {shape.select_from(source, along)}".strip()
     with connection.cursor() as cursor:

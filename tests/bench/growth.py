@@ -1241,6 +1241,18 @@ def growth_pct(empty: float | None, loaded: float | None) -> float | None:
     return round((loaded / empty - 1) * 100, 1)
 
 
+def _comparison(empty: dict[str, Any], loaded: dict[str, Any]) -> dict[str, Any]:
+    """p50 and p99 of the empty and the loaded side, and their growth."""
+    return {
+        "p50_ms_empty": empty.get("p50_ms"),
+        "p99_ms_empty": empty.get("p99_ms"),
+        "p50_ms_loaded": loaded.get("p50_ms"),
+        "p99_ms_loaded": loaded.get("p99_ms"),
+        "p99_growth_pct": growth_pct(empty.get("p99_ms"), loaded.get("p99_ms")),
+        "p50_growth_pct": growth_pct(empty.get("p50_ms"), loaded.get("p50_ms")),
+    }
+
+
 def figures(raw: dict[str, Any]) -> dict[str, Any]:
     mixed = raw["interleaved"]
     empty, loaded = mixed["empty"], mixed["loaded"]
@@ -1260,12 +1272,7 @@ def figures(raw: dict[str, Any]) -> dict[str, Any]:
         "orders": load.get("orders", raw.get("orders")),
         "events": load.get("events", raw.get("events")),
         "fills": load.get("fills"),
-        "submit_p50_ms_empty": empty.get("p50_ms"),
-        "submit_p99_ms_empty": empty.get("p99_ms"),
-        "submit_p50_ms_loaded": loaded["p50_ms"],
-        "submit_p99_ms_loaded": loaded["p99_ms"],
-        "submit_p99_growth_pct": growth_pct(empty.get("p99_ms"), loaded["p99_ms"]),
-        "submit_p50_growth_pct": growth_pct(empty.get("p50_ms"), loaded["p50_ms"]),
+        **{f"submit_{key}": value for key, value in _comparison(empty, loaded).items()},
         "submit_measured": (
             f"interleaved: {mixed['blocks']} blocks of {mixed['per_block']} submits a side,"
             " alternating between the loaded database and an empty twin"
@@ -1275,15 +1282,7 @@ def figures(raw: dict[str, Any]) -> dict[str, Any]:
         "submit_wal_bytes_loaded": loaded.get("wal_bytes_per_submit"),
         # The same submits timed on the empty database before the preload and on the loaded
         # one after it, minutes apart (the figures up to 2026-12-05).
-        "submit_sequential": {
-            "count": raw["submit_count"],
-            "p50_ms_empty": before.get("p50_ms"),
-            "p99_ms_empty": before.get("p99_ms"),
-            "p50_ms_loaded": after["p50_ms"],
-            "p99_ms_loaded": after["p99_ms"],
-            "p99_growth_pct": growth_pct(before.get("p99_ms"), after["p99_ms"]),
-            "p50_growth_pct": growth_pct(before.get("p50_ms"), after["p50_ms"]),
-        },
+        "submit_sequential": {"count": raw["submit_count"], **_comparison(before, after)},
         "api_post_p50_ms_empty": api_empty.get("post", {}).get("p50_ms"),
         "api_post_p99_ms_empty": api_empty.get("post", {}).get("p99_ms"),
         "api_post_p50_ms_loaded": api_loaded["post"]["p50_ms"],
