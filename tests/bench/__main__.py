@@ -247,7 +247,7 @@ def one_run(
             step(f"concurrency: {traders} traders at {rate:g} orders/s total")
             level = load.open_loop(
                 stack, db, f"r{run}c{traders}", traders, rate, profile.curve_seconds,
-                profile.drain_seconds, conns=4 if traders < 20 else 1,
+                profile.drain_seconds, conns=4 if traders < 20 else 1, keep_samples=True,
             )  # fmt: skip
             level.pop("backlog_series", None)
             out["curve"].append(level)

@@ -502,9 +502,12 @@ def single_throughput(stack: Stack, db: Db, tag: str, clients: int, seconds: flo
     return figures
 
 
-def _measured_window(stack: Stack, db: Db, tag: str, traders: int, drain_s, load) -> dict:
+def _measured_window(
+    stack: Stack, db: Db, tag: str, traders: int, drain_s, load, keep_samples: bool = False
+) -> dict:
     """Run `load(maker)` (a coroutine answering the samples and the window's start) under a
-    backlog sampler, drain, cancel what is left, and answer the window's figures."""
+    backlog sampler, drain, cancel what is left, and answer the window's figures (with the
+    accepted submits' latencies as `submit_samples_ms` when `keep_samples`)."""
     maker = OrderMaker(tag)
     with BacklogSampler(stack) as sampler:
         samples, start = asyncio.run(load(maker))
@@ -517,7 +520,8 @@ def _measured_window(stack: Stack, db: Db, tag: str, traders: int, drain_s, load
         [s.coid for s in samples if s.status is None or s.status >= 400]
     )
     figures = latency_figures(samples, filled)
-    figures["submit_samples_ms"] = accepted_latencies(samples)  # pooled over runs (__main__)
+    if keep_samples:  # pooled over the runs (tests/bench/__main__.py, pooled_curve)
+        figures["submit_samples_ms"] = accepted_latencies(samples)
     figures.update(result)
     figures.update(
         peak_db_connections=peak(sampler.series, "db_connections"),
@@ -662,10 +666,21 @@ async def _open_loop(
     return samples, started
 
 
-def open_loop(stack: Stack, db: Db, tag: str, traders: int, rate: float, seconds, drain_s, conns):
+def open_loop(
+    stack: Stack,
+    db: Db,
+    tag: str,
+    traders: int,
+    rate: float,
+    seconds,
+    drain_s,
+    conns,
+    keep_samples: bool = False,
+):
     figures = _measured_window(
         stack, db, tag, traders, drain_s,
         lambda maker: _open_loop(stack, traders, rate, seconds, maker, conns, db),
+        keep_samples,
     )  # fmt: skip
     figures.update(traders=traders, offered_per_s=rate)
     return figures
