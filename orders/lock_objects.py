@@ -7,6 +7,7 @@ the ORM's query compiler cost more than the query.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
 from uuid import UUID
 
 from django.db import connection
@@ -57,9 +58,15 @@ def _uuid(value: UUID | str) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
 
 
-def orders_and_backlog_for_update(
-    order_ids: Sequence[UUID | str], *, limit: int
-) -> tuple[list[Order], list[Order]]:
+class Claim(NamedTuple):
+    mine: list[Order]  # the task's own orders, in primary-key order
+    taken: list[Order]  # the backlog taken along, oldest first
+    # The reference-data version read in the same statement (PostgreSQL; else None): for the
+    # claim's halt check (tradingsite/refdata.py, `assume`).
+    refdata_version: int | None
+
+
+def orders_and_backlog_for_update(order_ids: Sequence[UUID | str], *, limit: int) -> Claim:
     """A submit task's claim: its own orders, locked (waiting for another holder, in
     primary-key order), and up to `limit` other validated orders, oldest first, locked too,
     skipping any another worker holds. No age filter: an order coalesced behind a task,
@@ -72,7 +79,7 @@ def orders_and_backlog_for_update(
     own = [_uuid(i) for i in order_ids]
     if connection.vendor != "postgresql":
         mine = orders_for_update(own)
-        return mine, _backlog_for_update(exclude=own, limit=limit)
+        return Claim(mine, _backlog_for_update(exclude=own, limit=limit), None)
     table = connection.ops.quote_name(Order._meta.db_table)
     # The status and the limit are written into the text (two constants: a text per limit,
     # each prepared). As parameters, PostgreSQL's generic plan looked dearer than a plan made
@@ -89,7 +96,7 @@ def orders_and_backlog_for_update(
         [value, value],
         related=ORDER_RELATED,
         # The reference-data version, which the claim's halt check reads next: one round
-        # trip less for a lone order (tradingsite/refdata.py, `assume`).
+        # trip less for a lone order.
         along=refdata.VERSION_SUBQUERY,
         with_=(
             f"WITH own AS MATERIALIZED (SELECT * FROM {table} WHERE {mine}"
@@ -99,11 +106,10 @@ def orders_and_backlog_for_update(
             f" ORDER BY updated_at LIMIT {int(limit)}{row_lock()} SKIP LOCKED)"
         ),
     )
-    refdata.assume(version)
     wanted = set(own)
     mine = sorted((o for o in found if o.pk in wanted), key=lambda o: o.pk)
     taken = sorted((o for o in found if o.pk not in wanted), key=lambda o: (o.updated_at, o.pk))
-    return mine, taken  # type: ignore[return-value]
+    return Claim(mine, taken, version)  # type: ignore[arg-type]
 
 
 def _backlog_for_update(*, exclude: list[UUID], limit: int) -> list[Order]:

@@ -974,10 +974,11 @@ def orders_submit_to_venue_many(
     tickets: dict[str, list[OrderTicket]] = {}
     taken: list[Order] = []
     sending: dict[UUID, Order] = {}  # as written at pending_submit: the reports' apply uses them
-    # One reference-data version for the claim's halt check, read along with the claim.
+    # One reference-data version for the claim's halt check: the claim's statement reads it.
     with refdata.scope(), transaction.atomic():
         if backlog:
-            mine, taken = orders_and_backlog_for_update(order_ids, limit=backlog)
+            mine, taken, version = orders_and_backlog_for_update(order_ids, limit=backlog)
+            refdata.assume(version)  # the halt check below reads no version of its own
             orders = mine + taken
         else:
             orders = orders_for_update(order_ids)

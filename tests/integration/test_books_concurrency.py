@@ -10,7 +10,7 @@ import time
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from orders import books
 from orders.books import books_rebuild
@@ -55,6 +55,29 @@ def in_thread(target, *args, name: str = "") -> tuple[threading.Thread, list[Bas
     thread = threading.Thread(target=run, name=name or None, daemon=True)
     thread.start()
     return thread, errors
+
+
+class Holder:
+    """Another worker, in a thread with its own connection: inside one transaction, takes the
+    locks `lock()` takes (and whatever else it does), and keeps them until `done()`, which
+    commits, joins the thread and checks it raised nothing."""
+
+    def __init__(self, lock) -> None:
+        self.held, self.release = threading.Event(), threading.Event()
+
+        def hold():
+            with transaction.atomic():
+                lock()
+                self.held.set()
+                self.release.wait(30)
+
+        self.thread, self.errors = in_thread(hold)
+        assert self.held.wait(10), self.errors
+
+    def done(self) -> None:
+        self.release.set()
+        self.thread.join(10)
+        assert not self.errors
 
 
 def test_two_workers_filling_one_position_book_every_fill(instruments, commissions):

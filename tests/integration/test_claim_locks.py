@@ -17,7 +17,7 @@ from risk.models import Scope, TradingMode, TradingState
 from risk.selectors import trading_states_restricting
 from tests.integration.test_batch_submission import validated
 from tests.integration.test_books import funded_account
-from tests.integration.test_books_concurrency import in_thread
+from tests.integration.test_books_concurrency import Holder, in_thread
 from tradingsite import refdata
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -29,29 +29,10 @@ def orders(instruments, settings):
     return validated(funded_account(), 5)
 
 
-def _holding(order_id: str, *, then=None, release: threading.Event) -> tuple:
-    """Another worker: locks `order_id`, optionally changes it (`then(order)`), and commits
-    when `release` is set. Answers (thread, errors, locked) where `locked` is set once the
-    lock is held."""
-    locked = threading.Event()
-
-    def hold():
-        with transaction.atomic():
-            order = orders_for_update([order_id])[0]
-            if then is not None:
-                then(order)
-            locked.set()
-            release.wait(10)
-
-    thread, errors = in_thread(hold)
-    assert locked.wait(10), errors
-    return thread, errors, locked
-
-
 def test_one_statement_takes_the_own_order_and_the_oldest_backlog(orders):
     own, queued = orders[-1], orders[:-1]
     with transaction.atomic(), CaptureQueriesContext(connection) as captured:
-        mine, taken = orders_and_backlog_for_update([own], limit=3)
+        mine, taken, _ = orders_and_backlog_for_update([own], limit=3)
     assert len(captured.captured_queries) == 1
     assert [str(o.pk) for o in mine] == [own]
     assert [str(o.pk) for o in taken] == queued[:3]  # oldest first, up to the limit
@@ -61,20 +42,17 @@ def test_one_statement_takes_the_own_order_and_the_oldest_backlog(orders):
 
 def test_the_backlog_skips_what_another_worker_holds_without_waiting(orders):
     own, queued = orders[-1], orders[:-1]
-    release = threading.Event()
-    thread, errors, _ = _holding(queued[0], release=release)
+    holder = Holder(lambda: orders_for_update([queued[0]]))
     try:
         started = time.monotonic()
         with transaction.atomic():
-            mine, taken = orders_and_backlog_for_update([own], limit=10)
+            mine, taken, _ = orders_and_backlog_for_update([own], limit=10)
         waited = time.monotonic() - started
     finally:
-        release.set()
-        thread.join(10)
-    assert not errors
+        holder.done()
     assert [str(o.pk) for o in mine] == [own]
     assert [str(o.pk) for o in taken] == queued[1:]
-    assert waited < 5  # skipped, not waited for (the holder holds it up to 10 s)
+    assert waited < 5  # skipped, not waited for (the holder holds it up to 30 s)
 
 
 def test_the_own_order_is_waited_for_and_read_as_the_holder_left_it(orders):
@@ -82,27 +60,25 @@ def test_the_own_order_is_waited_for_and_read_as_the_holder_left_it(orders):
     the change (the locking subquery's latest version, not the statement's snapshot), so it
     does not send an order another worker has just taken."""
     own = orders[-1]
-    release = threading.Event()
 
     def take(order):  # as another submit task's claim does
         services._order_change(
             order, event_type="pending_submit", actor="test", status="pending_submit"
         )
 
-    thread, errors, _ = _holding(own, then=take, release=release)
+    holder = Holder(lambda: take(orders_for_update([own])[0]))
     answer: dict = {}
 
     def claim():
         with transaction.atomic():
-            answer["mine"], answer["taken"] = orders_and_backlog_for_update([own], limit=10)
+            answer["mine"], answer["taken"], _ = orders_and_backlog_for_update([own], limit=10)
 
     claimer, claim_errors = in_thread(claim)
     claimer.join(0.5)
     assert claimer.is_alive()  # waiting for the holder's lock
-    release.set()
-    thread.join(10)
+    holder.done()
     claimer.join(10)
-    assert not errors and not claim_errors
+    assert not claim_errors
     assert [(str(o.pk), o.status) for o in answer["mine"]] == [(own, "pending_submit")]
     assert len(answer["taken"]) == 4
 
@@ -173,9 +149,11 @@ def test_the_claim_reads_the_reference_data_version_along(orders):
     own = orders[-1]
     trading_states_restricting()  # the cache holds the trading states at this version
     with refdata.scope(), transaction.atomic(), CaptureQueriesContext(connection) as captured:
-        mine, _ = orders_and_backlog_for_update([own], limit=3)
+        mine, _, version = orders_and_backlog_for_update([own], limit=3)
+        refdata.assume(version)
         assert trading_states_restricting() == []
     assert [str(o.pk) for o in mine] == [own]
+    assert version == refdata._version()  # the row's current version
     assert len(captured.captured_queries) == 1
     assert "refdata_version" in captured.captured_queries[0]["sql"]
 
@@ -191,8 +169,26 @@ def test_a_halt_committed_before_the_claim_is_seen_by_its_check(orders):
     thread.join(10)
     assert not errors
     with refdata.scope(), transaction.atomic():
-        orders_and_backlog_for_update([own], limit=3)
+        refdata.assume(orders_and_backlog_for_update([own], limit=3).refdata_version)
         assert [s.mode for s in trading_states_restricting()] == [TradingMode.HALTED]
+
+
+def test_a_claim_that_finds_no_order_reads_no_version(orders):
+    """A drain with nothing waiting: no row, so no version along, and the scope is left to
+    read its own if anything asks."""
+    with transaction.atomic():
+        for order_id in orders:  # every order taken to pending_submit: nothing validated
+            services._order_change(
+                orders_for_update([order_id])[0],
+                event_type="pending_submit",
+                actor="test",
+                status="pending_submit",
+            )
+    with refdata.scope(), transaction.atomic():
+        claim = orders_and_backlog_for_update([], limit=10)
+        refdata.assume(claim.refdata_version)
+        assert claim == ([], [], None)
+        assert refdata._scope.get().version is None
 
 
 def test_a_lone_order_is_claimed_sent_and_applied_without_a_version_read(orders, settings):

@@ -6,8 +6,6 @@ transaction booking a fill there."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from django.db import OperationalError, connection, transaction
 
@@ -16,7 +14,7 @@ from orders.lock_objects import orders_and_backlog_for_update, orders_for_update
 from orders.models import Order
 from tests.integration.test_batch_submission import validated
 from tests.integration.test_books import funded_account
-from tests.integration.test_books_concurrency import in_thread
+from tests.integration.test_books_concurrency import Holder
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -25,28 +23,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 def account(instruments, settings):
     settings.RISK_ORDERS_PER_MINUTE = 10**6
     return funded_account()
-
-
-class Holder:
-    """Another worker: inside one transaction, takes the locks `lock()` takes and keeps them
-    until the test ends."""
-
-    def __init__(self, lock) -> None:
-        self.held, self.release = threading.Event(), threading.Event()
-
-        def hold():
-            with transaction.atomic():
-                lock()
-                self.held.set()
-                self.release.wait(30)
-
-        self.thread, self.errors = in_thread(hold)
-        assert self.held.wait(10), self.errors
-
-    def done(self) -> None:
-        self.release.set()
-        self.thread.join(10)
-        assert not self.errors
 
 
 def lock_timeout(value: str) -> None:
@@ -94,7 +70,7 @@ def test_a_claim_still_waits_for_its_own_order_and_skips_a_held_one(account, imp
             orders_and_backlog_for_update([own], limit=10)
         lock_timeout("3s")
         with transaction.atomic():  # a drain: no own orders, the held backlog skipped
-            mine, taken = orders_and_backlog_for_update([], limit=10)
+            mine, taken, _ = orders_and_backlog_for_update([], limit=10)
         assert (mine, taken) == ([], [])
     finally:
         holder.done()
