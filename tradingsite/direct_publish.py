@@ -14,8 +14,9 @@ in the process: its queue and its time limits. Anything else goes through `send_
 with other options of its own (expires, priority, serializer...), a queue with arguments
 (expiry, priorities, TTL), a route that is not a direct exchange, a broker that is not Redis,
 and arguments that are not plain JSON (kombu's JSON encodes decimals, datetimes and UUIDs with
-type markers of its own). Only keyword arguments are pushed (`_send` has no other kind). Celery's `before_task_publish`/`after_task_publish` signals are not
-sent for direct pushes; nothing here connects them.
+type markers of its own). Only keyword arguments are pushed (`_send` has no other kind).
+Celery's `before_task_publish`/`after_task_publish` signals are not sent for direct pushes;
+nothing here connects them.
 """
 
 from __future__ import annotations

@@ -339,7 +339,7 @@ def outcome(db: Db, tag: str, samples_accepted: int, start: float, drain_timeout
 
 
 def latency_figures(samples: list[Sample], filled: dict[str, float] | None = None):
-    ok = [s.latency_ms for s in samples if s.status in (200, 201) and s.latency_ms is not None]
+    ok = accepted_latencies(samples)
     figures = {
         "requests": len(samples),
         "http": status_summary(samples),
@@ -521,7 +521,7 @@ def _measured_window(
     )
     figures = latency_figures(samples, filled)
     if keep_samples:  # pooled over the runs (tests/bench/__main__.py, pooled_curve)
-        figures["submit_samples_ms"] = accepted_latencies(samples)
+        figures["submit_samples_ms"] = [round(ms, 3) for ms in accepted_latencies(samples)]
     figures.update(result)
     figures.update(
         peak_db_connections=peak(sampler.series, "db_connections"),
@@ -687,7 +687,5 @@ def open_loop(
 
 
 def accepted_latencies(samples: list[Sample]) -> list[float]:
-    """The submit latencies (ms) of the accepted orders, as `latency_figures` takes them."""
-    return [
-        r2(s.latency_ms, 3) for s in samples if s.status in (200, 201) and s.latency_ms is not None
-    ]
+    """The submit latencies (ms) of the accepted orders."""
+    return [s.latency_ms for s in samples if s.status in (200, 201) and s.latency_ms is not None]
