@@ -1,13 +1,8 @@
-"""A read that is also the connection's health check.
+"""Raw reads, and how their values are read.
 
-With CONN_HEALTH_CHECKS, Django pings a persistent connection (`SELECT 1`) before its first
-statement in each request or task: a round trip that does nothing else, on every order.
-Most requests and tasks begin with a read anyway (the reference-data version, the "still
-waiting?" read of a submit task). `read` runs such a read *as* the check: on a connection due
-for its check it skips the ping, and if the read meets a dead connection (PostgreSQL
-restarted, the backend was terminated), it reconnects and reads again. Reading twice is
-harmless; a write is never retried this way, and inside a transaction the ping is left to
-Django (a transaction cannot be reopened on a new connection).
+`read` answers the rows of one read-only statement. (The connection's health check that
+Django runs before a request's or task's first statement costs no round trip:
+tradingsite/postgres/base.py.)
 
 `db_decimal` reads a numeric value of such a raw read the way the ORM would.
 
@@ -23,41 +18,15 @@ from decimal import Context, Decimal
 from typing import Any
 
 import psycopg
-from django.db import InterfaceError, OperationalError, connection
+from django.db import connection
 from django.db.backends.signals import connection_created
 from psycopg.abc import AdaptContext, Buffer
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 
 
-def _check_due() -> bool:
-    return (
-        connection.connection is not None
-        and connection.health_check_enabled
-        and not connection.health_check_done
-        and connection.get_autocommit()
-        and not connection.in_atomic_block
-    )
-
-
-def _dead() -> bool:
-    raw = connection.connection
-    return raw is None or raw.closed or bool(getattr(raw, "broken", False))
-
-
 def read(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    """The rows of one read-only statement; on a connection due for its health check, the
-    statement is the check (one round trip instead of two)."""
-    if _check_due():
-        connection.health_check_done = True
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                return cursor.fetchall()
-        except (OperationalError, InterfaceError):
-            if not _dead():
-                raise  # the statement failed, not the connection
-            connection.close()  # the next cursor connects again
+    """The rows of one read-only statement."""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
