@@ -107,16 +107,29 @@ return 0
 """
 
 
-_coalesce: Any = None
+# The same, and when due the task's message pushed onto its queue in the broker's database
+# on the same server (ARGV[3], the list KEYS[3], the message ARGV[4]): the publish costs no
+# round trip of its own. A failed push is answered as an error (the caller clears the keys,
+# as after any failed publish, and the relay publishes it).
+_COALESCE_AND_PUSH = """
+redis.call('SET', KEYS[2], 1, 'EX', ARGV[2])
+if not redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[1]) then return 0 end
+redis.call('SELECT', ARGV[3])
+local pushed = redis.pcall('LPUSH', KEYS[3], ARGV[4])
+if type(pushed) == 'table' and pushed.err then return pushed end
+return 1
+"""
+
+_scripts: dict[str, Any] = {}
 
 
-def _coalesce_script(client: Any) -> Any:
-    """_COALESCE as a redis-py Script: sent by its SHA1 (EVALSHA), its text only when Redis
+def _script(text: str, client: Any) -> Any:
+    """`text` as a redis-py Script: sent by its SHA1 (EVALSHA), its text only when Redis
     does not know it yet (after a restart), instead of the text on every order."""
-    global _coalesce
-    if _coalesce is None:
-        _coalesce = client.register_script(_COALESCE)
-    return _coalesce
+    script = _scripts.get(text)
+    if script is None:
+        script = _scripts[text] = client.register_script(text)
+    return script
 
 
 def submit_task_starts(pipe: Any = None) -> None:
@@ -134,12 +147,34 @@ def submit_task_starts(pipe: Any = None) -> None:
 
 def publish_submission(message: OutboxMessage) -> bool:
     """Publish one committed `orders.submit`, unless a queued submit task will take its order
-    along. One round trip to Redis (the key and the sent mark) either way, plus the publish
-    when it is due. Answers whether it was published. Redis away: the relay publishes it."""
+    along. One round trip to Redis (the key, the sent mark, and the message pushed when due),
+    where the broker is on the cache's Redis server and the message is one `direct` pushes;
+    else that round trip, plus the publish when it is due. Answers whether it was published.
+    Redis away: the relay publishes it."""
+    from tradingsite.celery import direct
+
     try:
         client, queued = cache.raw(SUBMIT_QUEUED)  # type: ignore[attr-defined]
         keys = [queued, cache.make_and_validate_key(_sent_key(message.pk))]
-        due = _coalesce_script(client)(keys, [SUBMIT_QUEUED_MS, SENT_MARK_SECONDS], client)
+        args: list[Any] = [SUBMIT_QUEUED_MS, SENT_MARK_SECONDS]
+        db = direct.broker_db(client)
+        envelope = direct.envelope(message.task, message.kwargs) if db is not None else None
+    except Exception:
+        logger.warning("submission not coalesced; the relay publishes it", exc_info=True)
+        return False
+    if envelope is not None:
+        try:
+            return bool(
+                _script(_COALESCE_AND_PUSH, client)(
+                    [*keys, envelope[0]], [*args, db, envelope[1]], client
+                )
+            )
+        except Exception:
+            logger.warning("outbox publish failed; the relay will retry", exc_info=True)
+            _unmark(client, keys)
+            return False
+    try:
+        due = _script(_COALESCE, client)(keys, args, client)
     except Exception:
         logger.warning("submission not coalesced; the relay publishes it", exc_info=True)
         return False
@@ -149,12 +184,17 @@ def publish_submission(message: OutboxMessage) -> bool:
         _send(message.task, message.kwargs)
     except (OperationalError, OSError, ConnectionError):
         logger.warning("outbox publish failed; the relay will retry", exc_info=True)
-        try:  # not sent after all: neither marked nor holding the key
-            client.delete(*keys)
-        except Exception:
-            logger.warning("could not clear the marks of an unsent submission", exc_info=True)
+        _unmark(client, keys)
         return False
     return True
+
+
+def _unmark(client: Any, keys: list[str]) -> None:
+    """A submission not sent after all: neither marked sent nor holding the queued key."""
+    try:
+        client.delete(*keys)
+    except Exception:
+        logger.warning("could not clear the marks of an unsent submission", exc_info=True)
 
 
 def publish(messages: Sequence[OutboxMessage], *, mark: bool = True) -> int:

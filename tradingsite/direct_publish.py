@@ -62,6 +62,8 @@ class DirectPublisher:
         self._connection: Any = None
         self._channel: Any = None
         self._plans: dict[str, tuple[Any, tuple[str, list[Any]] | None]] = {}
+        # id(a redis-py pool) -> (the pool, the broker's db on its server, or None)
+        self._same_server: dict[int, tuple[Any, int | None]] = {}
         self._origin = ""
 
     def _ensure(self) -> Any:
@@ -75,6 +77,7 @@ class DirectPublisher:
                     self._connection, self._channel = connection, channel
                     self._origin = anon_nodename()
                     self._plans = {}
+                    self._same_server = {}
                     self._pid = pid
         return self._channel
 
@@ -169,21 +172,50 @@ class DirectPublisher:
             }
         )
 
+    def envelope(self, task: str, kwargs: dict[str, Any]) -> tuple[str, bytes] | None:
+        """The broker list and the message `push` would LPUSH onto it, or None when the task
+        must go through `send_task`."""
+        planned = self.plan(task)
+        if planned is None or not _plain(kwargs):
+            return None
+        queue, limits = planned
+        return self._channel._q_for_pri(queue, 0), self.message(task, kwargs, queue, limits)
+
+    def broker_db(self, client: Any) -> int | None:
+        """The broker's database number when the broker's Redis is the server `client` (a
+        redis-py client) talks to, so that one script run by `client` can push a message too
+        (orders.outbox.publish_submission); else None. Read once per process and client."""
+        channel = self._ensure()
+        if not isinstance(channel, kombu_redis.Channel):
+            return None
+        pool = client.connection_pool
+        known = self._same_server.get(id(pool))
+        if known is not None and known[0] is pool:
+            return known[1]
+        with channel.conn_or_acquire() as broker:
+            ours, theirs = pool.connection_kwargs, broker.connection_pool.connection_kwargs
+            same = pool.connection_class is broker.connection_pool.connection_class and all(
+                ours.get(k) == theirs.get(k)
+                for k in ("host", "port", "path", "username", "password")
+            )
+            db = int(theirs.get("db") or 0) if same else None
+        self._same_server[id(pool)] = (pool, db)
+        return db
+
     def push(self, task: str, kwargs: dict[str, Any], *, retries: int) -> bool:
         """LPUSH the task's message; False (nothing sent) when it must go through
         `send_task`. A broken connection is tried again on a new one up to `retries` times
         (the caller's publish retry policy, as kombu would apply it); then OperationalError,
         as kombu raises."""
-        planned = self.plan(task)
-        if planned is None or not _plain(kwargs):
+        found = self.envelope(task, kwargs)
+        if found is None:
             return False
-        queue, limits = planned
-        payload = self.message(task, kwargs, queue, limits)
+        key, payload = found
         channel = self._channel
         for _ in range(retries + 1):
             try:
                 with channel.conn_or_acquire() as client:
-                    client.lpush(channel._q_for_pri(queue, 0), payload)
+                    client.lpush(key, payload)
                 return True
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 broken = exc

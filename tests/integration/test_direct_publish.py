@@ -233,3 +233,15 @@ def test_another_serializer_or_compression_goes_through_send_task(monkeypatch, s
     assert direct.plan("tests.anything") is not None
     monkeypatch.setitem(app.conf, *setting)
     assert DirectPublisher(app).plan("tests.anything") is None
+
+
+def test_the_broker_db_is_answered_for_a_client_of_the_same_server_only(broker):
+    """orders.outbox pushes a due submission from its coalescing script when the broker is on
+    the cache's server: its database number then, None for another server."""
+    from django.core.cache import cache
+
+    direct = DirectPublisher(app)
+    client, _ = cache.raw("any")
+    assert direct.broker_db(client) == broker.connection_pool.connection_kwargs["db"]
+    elsewhere = redis.Redis(host="127.0.0.1", port=1)
+    assert direct.broker_db(elsewhere) is None

@@ -25,6 +25,11 @@ ORDER_BODY = {
 
 @pytest.fixture
 def sent(monkeypatch):
+    """Publishes recorded instead of sent. A lone submission goes through `_send` too: the
+    broker is taken to be on another Redis server, so the coalescing script pushes nothing
+    itself (that path: the tests at the end)."""
+    from tradingsite.celery import direct
+
     published = []
 
     def send(task, kwargs, producer=None):
@@ -32,6 +37,7 @@ def sent(monkeypatch):
             published.append((task, kwargs))
 
     monkeypatch.setattr(outbox, "_send", send)
+    monkeypatch.setattr(direct, "broker_db", lambda client: None)
     return published
 
 
@@ -221,6 +227,7 @@ def test_a_direct_push_that_fails_leaves_the_order_to_the_relay_which_sends_it_o
     try:
         with monkeypatch.context() as broken:
             broken.setattr(direct._channel, "conn_or_acquire", away)
+            broken.setattr(direct, "broker_db", lambda client: None)  # a broker of its own
             order_id = submit(api, client_order_id="push-away")["id"]
         assert on_the_queue(order_id) == 0
         assert cache.get(outbox._sent_key(row_of(order_id).pk)) is None
@@ -231,3 +238,80 @@ def test_a_direct_push_that_fails_leaves_the_order_to_the_relay_which_sends_it_o
         assert row_of(order_id).published_at is not None
     finally:
         broker.close()
+
+
+# --- the broker on the cache's Redis server: the coalescing script pushes a due message
+
+
+@pytest.fixture
+def broker():
+    import redis
+    from django.conf import settings
+
+    from tradingsite.redis_urls import redis_db, with_db
+
+    client = redis.Redis.from_url(with_db(settings.REDIS_URL, redis_db(settings.REDIS_URL) + 1))
+    yield client
+    client.close()
+
+
+def queued_for(broker, order_id: str, key: str = "orders") -> list[dict]:
+    import base64
+    import json
+
+    messages = [json.loads(m) for m in broker.lrange(key, 0, -1)]
+    return [
+        m
+        for m in messages
+        if json.loads(base64.b64decode(m["body"]))[1].get("order_id") == order_id
+    ]
+
+
+def test_a_due_submission_is_pushed_by_the_coalescing_script_itself(api, broker, monkeypatch):
+    """One round trip: the script marks it, takes the queued key and pushes the message that
+    `direct.push` would have pushed; no publish of its own. The next order is coalesced and
+    pushes nothing."""
+    from tradingsite.celery import direct
+
+    client, _ = cache.raw(outbox.SUBMIT_QUEUED)
+    assert direct.broker_db(client) == broker.connection_pool.connection_kwargs["db"]
+    monkeypatch.setattr(outbox, "_send", broker_unreachable)  # not called
+    first = submit(api, client_order_id="one-trip")["id"]
+    second = submit(api, client_order_id="one-trip-2")["id"]
+    try:
+        (message,) = queued_for(broker, first)
+        assert queued_for(broker, second) == []
+        assert message["headers"]["task"] == "orders.submit"
+        assert message["headers"]["timelimit"] == [30, 20]
+        assert message["properties"]["delivery_info"] == {"exchange": "", "routing_key": "orders"}
+        for order_id in (first, second):
+            assert cache.get(outbox._sent_key(row_of(order_id).pk)) == 1
+        assert cache.get(outbox.SUBMIT_QUEUED) == 1
+        assert outbox.relay(older_than_seconds=0) == 0
+    finally:
+        broker.delete("orders")
+
+
+def test_a_push_the_script_cannot_make_frees_the_key_and_the_relay_sends_it_once(
+    api, broker, sent, monkeypatch
+):
+    """Redis refuses the push (here a list key holding a string): the order is accepted,
+    neither marked nor holding the queued key, and the relay publishes it once."""
+    from tradingsite.celery import direct
+
+    broker.set("tests-not-a-list", "x")
+    monkeypatch.setattr(direct, "broker_db", direct.__class__.broker_db.__get__(direct))
+    real = direct.envelope
+    monkeypatch.setattr(
+        direct, "envelope", lambda task, kwargs: ("tests-not-a-list", real(task, kwargs)[1])
+    )
+    try:
+        order_id = submit(api, client_order_id="refused")["id"]
+        assert sent == []
+        assert cache.get(outbox._sent_key(row_of(order_id).pk)) is None
+        assert cache.get(outbox.SUBMIT_QUEUED) is None
+        assert outbox.relay(older_than_seconds=0) == 1
+        assert outbox.relay(older_than_seconds=0) == 0
+        assert [kwargs["order_id"] for _, kwargs in sent] == [order_id]
+    finally:
+        broker.delete("tests-not-a-list")
