@@ -180,12 +180,15 @@ def test_dropped_connections_are_retried_until_the_order_is_placed(api, market):
 
 
 def test_broker_down_at_commit_the_relay_publishes_later(api, market, monkeypatch):
-    # given a broker that cannot be reached when the order commits
+    # given a broker (a Redis server of its own) that cannot be reached when the order commits
     from kombu.exceptions import OperationalError
+
+    from tradingsite.celery import direct
 
     def unreachable(*args, **kwargs):
         raise OperationalError("Error 111 connecting to redis: Connection refused")
 
+    monkeypatch.setattr(direct, "broker_db", lambda client: None)
     monkeypatch.setattr(outbox, "_send", unreachable)
     [order_id] = submit_many(api, 1)
     # then the order is stored and its work waits in the outbox
