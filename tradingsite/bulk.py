@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Sequence
 from contextlib import nullcontext
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from uuid import UUID
 import orjson
 from django.db import connection, transaction
 from django.db.models import AutoField, BigAutoField, Field, JSONField, Model
+from psycopg import sql as pg_sql
 from psycopg.types.json import Jsonb
 
 
@@ -640,7 +642,16 @@ class QueryTemplate:
     per name, of the type the real values have), and each parameter equal to a sentinel
     becomes a slot that `rows(**values)` fills. Values go as they are: where the database's
     adapter changes one (SQLite sends decimals and datetimes as text), a sentinel is not found
-    among the parameters, and the queryset is built again for every call instead."""
+    among the parameters, and the queryset is built again for every call instead.
+
+    On PostgreSQL the queryset's own constants (the strings, integers and booleans that are not
+    slots: `status = 'working'`) are written into the text as literals. A statement run often
+    is prepared (settings.PREPARE_THRESHOLD), and PostgreSQL may then run it with a generic
+    plan, made without the parameters' values: such a plan cannot use a partial index
+    (`WHERE status = 'working'`), whose condition a parameter cannot be shown to meet. The
+    venue's matching read (brokers/sim/venue.py) then read every simulated order of the
+    table, 59 ms a quote step with 95,000 of them, instead of 0.14 ms on its partial indexes;
+    with its constants as literals, the generic plan uses them too."""
 
     def __init__(self, build: Any, **sentinels: Any) -> None:
         self.build = build
@@ -659,6 +670,8 @@ class QueryTemplate:
         ]
         if set(self.sentinels) - set(slots):
             return None
+        if connection.vendor == "postgresql":
+            return _constants_inlined(sql, list(params), slots)
         return sql, list(params), slots
 
     def rows(self, **values: Any) -> list[tuple[Any, ...]]:
@@ -673,3 +686,33 @@ class QueryTemplate:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
+
+
+_PLACEHOLDER = re.compile(r"%%|%s")
+_INLINED = (str, int, bool)
+
+
+def _constants_inlined(
+    sql: str, params: list[Any], slots: list[str | None]
+) -> tuple[str, list[Any], list[str | None]]:
+    """`sql` with each parameter that is not a slot and is a string, an integer or a boolean
+    written in as a literal (psycopg's quoting, PostgreSQL only); the other parameters and
+    their slots as they were."""
+    connection.ensure_connection()
+    raw = connection.connection
+    kept: list[Any] = []
+    kept_slots: list[str | None] = []
+    values = iter(zip(params, slots, strict=True))
+
+    def each(match: re.Match[str]) -> str:
+        if match.group() == "%%":
+            return "%%"
+        value, slot = next(values)
+        if slot is None and type(value) in _INLINED and "\x00" not in str(value):
+            return pg_sql.Literal(value).as_string(raw)
+        kept.append(value)
+        kept_slots.append(slot)
+        return "%s"
+
+    text = _PLACEHOLDER.sub(each, sql)
+    return text, kept, kept_slots
