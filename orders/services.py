@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -37,7 +37,7 @@ from risk import services as risk_services
 from risk.exceptions import RiskRejected
 from risk.selectors import trading_state_among, trading_state_for, trading_states_restricting
 from tradingsite import refdata
-from tradingsite.bulk import RowWrites, rows_insert, rows_select
+from tradingsite.bulk import QueryTemplate, RowWrites, rows_insert, rows_select
 
 from . import actors, books, outbox
 from .exceptions import (
@@ -1571,17 +1571,25 @@ def reports_not_yet_applied(reports: Sequence[ExecutionReport]) -> list[Executio
     return pending
 
 
+def _due_to_expire(now: datetime) -> Any:
+    return (
+        Order.objects.filter(status__in=OPEN, expire_at__lte=now)
+        .exclude(status=S.PENDING_CANCEL)
+        .values_list("pk", flat=True)[:1000]
+    )
+
+
+# The statuses written into the text (QueryTemplate): a generic plan of this read, run every
+# few seconds, can then use the partial index `order_open_expire_at`.
+_DUE_TO_EXPIRE = QueryTemplate(_due_to_expire, now=datetime(1901, 2, 3, 4, 5, 6, 789, tzinfo=UTC))
+
+
 def orders_expire(*, now: datetime | None = None) -> int:
     """Expire GTD and DAY orders past their expire_at: not yet sent, expired at once; at the
     venue, cancelled there first (the cancel completes as expired)."""
     now = now or timezone.now()
     count = 0
-    due = (
-        Order.objects.filter(status__in=OPEN, expire_at__lte=now)
-        .exclude(status=S.PENDING_CANCEL)
-        .values_list("pk", flat=True)[:1000]
-    )
-    for order_id in due:
+    for (order_id,) in _DUE_TO_EXPIRE.rows(now=now):
         with transaction.atomic():
             order = order_for_update(order_id)
             if order.status not in OPEN or order.expire_at is None or order.expire_at > now:

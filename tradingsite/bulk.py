@@ -689,14 +689,14 @@ class QueryTemplate:
 
 
 _PLACEHOLDER = re.compile(r"%%|%s")
-_INLINED = (str, int, bool)
+_INLINED = (str, int)  # with their subclasses: booleans, and the choices of a TextChoices
 
 
 def _constants_inlined(
     sql: str, params: list[Any], slots: list[str | None]
 ) -> tuple[str, list[Any], list[str | None]]:
-    """`sql` with each parameter that is not a slot and is a string, an integer or a boolean
-    written in as a literal (psycopg's quoting, PostgreSQL only); the other parameters and
+    """`sql` with each parameter that is not a slot and is a string or an integer (a boolean, a
+    TextChoices member) written in as a literal (psycopg's quoting, PostgreSQL only); the other parameters and
     their slots as they were."""
     connection.ensure_connection()
     raw = connection.connection
@@ -708,7 +708,7 @@ def _constants_inlined(
         if match.group() == "%%":
             return "%%"
         value, slot = next(values)
-        if slot is None and type(value) in _INLINED and "\x00" not in str(value):
+        if slot is None and isinstance(value, _INLINED) and "\x00" not in str(value):
             return pg_sql.Literal(value).as_string(raw)
         kept.append(value)
         kept_slots.append(slot)
