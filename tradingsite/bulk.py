@@ -695,9 +695,9 @@ _INLINED = (str, int)  # with their subclasses: booleans, and the choices of a T
 def _constants_inlined(
     sql: str, params: list[Any], slots: list[str | None]
 ) -> tuple[str, list[Any], list[str | None]]:
-    """`sql` with each parameter that is not a slot and is a string or an integer (a boolean, a
-    TextChoices member) written in as a literal (psycopg's quoting, PostgreSQL only); the other parameters and
-    their slots as they were."""
+    """`sql` with each parameter that is not a slot and is a string or an integer (a boolean,
+    a TextChoices member) written in as a literal (psycopg's quoting; PostgreSQL only); the
+    other parameters and their slots as they were."""
     connection.ensure_connection()
     raw = connection.connection
     kept: list[Any] = []

@@ -186,7 +186,8 @@ class DirectPublisher:
         redis-py client) talks to, so that one script run by `client` can push a message too
         (orders.outbox.publish_submission); else None. Read once per process and client."""
         channel = self._ensure()
-        if not isinstance(channel, kombu_redis.Channel):
+        # With a global key prefix, kombu's client prefixes the queue's name, a script would not.
+        if not isinstance(channel, kombu_redis.Channel) or channel.global_keyprefix:
             return None
         pool = client.connection_pool
         known = self._same_server.get(id(pool))

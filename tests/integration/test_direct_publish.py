@@ -245,3 +245,14 @@ def test_the_broker_db_is_answered_for_a_client_of_the_same_server_only(broker):
     assert direct.broker_db(client) == broker.connection_pool.connection_kwargs["db"]
     elsewhere = redis.Redis(host="127.0.0.1", port=1)
     assert direct.broker_db(elsewhere) is None
+
+
+def test_a_broker_with_a_global_key_prefix_is_not_pushed_to_by_script(broker, monkeypatch):
+    """kombu's client prefixes every key it sends (the `global_keyprefix` transport option);
+    a script run on the cache's client would push onto the unprefixed name."""
+    from django.core.cache import cache
+
+    direct = DirectPublisher(app)
+    client, _ = cache.raw("any")
+    monkeypatch.setattr(direct._ensure(), "global_keyprefix", "fillmore:")
+    assert direct.broker_db(client) is None
