@@ -23,7 +23,7 @@ BODY = LIMIT_ORDER
 # user, the account, the instrument, the rate-limit overrides, the trading state and the limits
 # come from the reference-data cache (tradingsite/refdata.py) while its version stands.
 # A repeated client_order_id is found by the unique key at the insert: no lookup before it.
-# The version read is also the connection's health check (tradingsite/db.py): no ping.
+# The connection's health check costs no round trip (tradingsite/postgres/base.py): no ping.
 SUBMIT_QUERIES = {
     "reference-data version": 1,
     "insert order, events and outbox row (one statement, its own transaction)": 1,
@@ -46,6 +46,60 @@ def test_submit_queries(api, instruments, settings):
     order = Order.objects.get(client_order_id="counted")
     assert [e.type for e in order.events.order_by("seq")] == ["created", "validated"]
     assert OutboxMessage.objects.filter(kwargs__order_id=str(order.id)).count() == 1
+
+
+# Redis round trips of a lone order's POST where the broker is a database of the cache's
+# server (as `make run`, docker-compose and the bench set it up).
+SUBMIT_REDIS_ROUND_TRIPS = {
+    "the rate limit's script (risk/ratelimit.py)": 1,
+    "the coalescing script, which also pushes the task's message (orders/outbox.py)": 1,
+}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_submit_redis_round_trips(api, instruments, settings, monkeypatch):
+    import base64
+    import json
+
+    import redis
+
+    from orders import outbox
+    from tradingsite.celery import direct
+    from tradingsite.redis_urls import redis_db, with_db
+
+    settings.ORDERS_INTAKE_BACKLOG_CHECK_SECONDS = 3600
+    api.post("/api/v1/orders/", {**BODY, "client_order_id": "warm"}, format="json")
+    cache_client, _ = outbox.cache.raw(outbox.SUBMIT_QUEUED)
+    assert direct.broker_db(cache_client) is not None  # the broker shares the cache's server
+    outbox.cache.delete(outbox.SUBMIT_QUEUED)  # no submit task queued: the order is due
+    trips: list[str] = []
+    command, pipeline = redis.client.Redis.execute_command, redis.client.Pipeline.execute
+
+    def counted_command(self, *args, **options):
+        trips.append(str(args[0]))
+        return command(self, *args, **options)
+
+    def counted_pipeline(self, *args, **options):
+        trips.append("pipeline " + ",".join(str(c[0][0]) for c in self.command_stack))
+        return pipeline(self, *args, **options)
+
+    monkeypatch.setattr(redis.client.Redis, "execute_command", counted_command)
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counted_pipeline)
+    response = api.post("/api/v1/orders/", {**BODY, "client_order_id": "counted"}, format="json")
+    monkeypatch.undo()
+    assert response.status_code == 201
+    assert len(trips) == sum(SUBMIT_REDIS_ROUND_TRIPS.values()), trips
+    broker = redis.Redis.from_url(with_db(settings.REDIS_URL, redis_db(settings.REDIS_URL) + 1))
+    try:
+        bodies = [
+            json.loads(base64.b64decode(json.loads(m)["body"]))
+            for m in broker.lrange("orders", 0, -1)
+        ]
+        ids = [kwargs.get("order_id") for _, kwargs, _ in bodies]
+        assert ids.count(response.json()["id"]) == 1  # the message is on its queue, once
+    finally:
+        broker.delete("orders")
+        broker.close()
 
 
 @pytest.mark.postgres
