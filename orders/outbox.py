@@ -99,37 +99,32 @@ SUBMIT_QUEUED = "orders:submit:queued"
 SUBMIT_QUEUED_MS = 1000
 
 # KEYS: the queued key, the message's sent mark. Marks the message sent (published now, or
-# carried by the queued task) and answers 1 when the caller must publish it.
+# carried by the queued task); answers 0 (coalesced), or DUE when the caller must publish it. Given
+# the broker's database on this server (ARGV[3]), its queue (KEYS[3]) and the task's message
+# (ARGV[4]), a due message is pushed here (PUSHED): the publish costs no round trip of its
+# own. A push Redis refuses is answered as an error (the caller clears the keys, as after any
+# failed publish, and the relay publishes it).
 _COALESCE = """
 redis.call('SET', KEYS[2], 1, 'EX', ARGV[2])
-if redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[1]) then return 1 end
-return 0
-"""
-
-
-# The same, and when due the task's message pushed onto its queue in the broker's database
-# on the same server (ARGV[3], the list KEYS[3], the message ARGV[4]): the publish costs no
-# round trip of its own. A failed push is answered as an error (the caller clears the keys,
-# as after any failed publish, and the relay publishes it).
-_COALESCE_AND_PUSH = """
-redis.call('SET', KEYS[2], 1, 'EX', ARGV[2])
 if not redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[1]) then return 0 end
+if not ARGV[3] then return 1 end
 redis.call('SELECT', ARGV[3])
 local pushed = redis.pcall('LPUSH', KEYS[3], ARGV[4])
 if type(pushed) == 'table' and pushed.err then return pushed end
-return 1
+return 2
 """
+DUE, PUSHED = 1, 2
 
-_scripts: dict[str, Any] = {}
+_coalesce: Any = None
 
 
-def _script(text: str, client: Any) -> Any:
-    """`text` as a redis-py Script: sent by its SHA1 (EVALSHA), its text only when Redis
+def _coalesce_script(client: Any) -> Any:
+    """_COALESCE as a redis-py Script: sent by its SHA1 (EVALSHA), its text only when Redis
     does not know it yet (after a restart), instead of the text on every order."""
-    script = _scripts.get(text)
-    if script is None:
-        script = _scripts[text] = client.register_script(text)
-    return script
+    global _coalesce
+    if _coalesce is None:
+        _coalesce = client.register_script(_COALESCE)
+    return _coalesce
 
 
 def submit_task_starts(pipe: Any = None) -> None:
@@ -147,10 +142,10 @@ def submit_task_starts(pipe: Any = None) -> None:
 
 def publish_submission(message: OutboxMessage) -> bool:
     """Publish one committed `orders.submit`, unless a queued submit task will take its order
-    along. One round trip to Redis (the key, the sent mark, and the message pushed when due),
-    where the broker is on the cache's Redis server and the message is one `direct` pushes;
-    else that round trip, plus the publish when it is due. Answers whether it was published.
-    Redis away: the relay publishes it."""
+    along. One round trip to Redis either way (the key, the sent mark, and the message pushed
+    when it is due), where the broker is a database of the cache's Redis server and the
+    message is one `direct` pushes; else that round trip, plus the publish when it is due.
+    Answers whether it was published. Redis away: the relay publishes it."""
     from tradingsite.celery import direct
 
     try:
@@ -163,23 +158,17 @@ def publish_submission(message: OutboxMessage) -> bool:
         logger.warning("submission not coalesced; the relay publishes it", exc_info=True)
         return False
     if envelope is not None:
-        try:
-            return bool(
-                _script(_COALESCE_AND_PUSH, client)(
-                    [*keys, envelope[0]], [*args, db, envelope[1]], client
-                )
-            )
-        except Exception:
-            logger.warning("outbox publish failed; the relay will retry", exc_info=True)
-            _unmark(client, keys)
-            return False
+        queue, payload = envelope
+        args += [db, payload]
+        keys.append(queue)
     try:
-        due = _script(_COALESCE, client)(keys, args, client)
+        answer = _coalesce_script(client)(keys, args, client)
     except Exception:
         logger.warning("submission not coalesced; the relay publishes it", exc_info=True)
+        _unmark(client, keys[:2])
         return False
-    if not due:
-        return False
+    if answer != DUE:
+        return answer == PUSHED
     try:
         _send(message.task, message.kwargs)
     except (OperationalError, OSError, ConnectionError):
