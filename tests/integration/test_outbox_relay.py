@@ -158,6 +158,34 @@ def test_redis_away_at_publish_the_relay_publishes_it_once(api, sent, monkeypatc
     assert [kwargs["order_id"] for _, kwargs in sent] == [order_id]
 
 
+def test_a_coalescing_answer_lost_on_the_way_leaves_the_order_to_the_relay_once(
+    api, sent, monkeypatch
+):
+    """The script ran (the order marked sent, the queued key taken) but its answer never came
+    back: the marks are cleared, so the relay publishes the order, once, and the next order
+    publishes itself."""
+    real = outbox._coalesce_script
+
+    def answer_lost(client):
+        script = real(client)
+
+        def run(*args, **kwargs):
+            script(*args, **kwargs)
+            raise ConnectionError("connection reset while reading the answer")
+
+        return run
+
+    with monkeypatch.context() as broken:
+        broken.setattr(outbox, "_coalesce_script", answer_lost)
+        order_id = submit(api, client_order_id="lost-answer")["id"]
+    assert sent == []
+    assert cache.get(outbox._sent_key(row_of(order_id).pk)) is None
+    assert cache.get(outbox.SUBMIT_QUEUED) is None
+    assert outbox.relay(older_than_seconds=0) == 1
+    assert outbox.relay(older_than_seconds=0) == 0
+    assert [kwargs["order_id"] for _, kwargs in sent] == [order_id]
+
+
 def test_a_failed_publish_frees_the_key_for_the_next_order(api, sent, monkeypatch):
     with monkeypatch.context() as broken:
         broken.setattr(outbox, "_send", broker_unreachable)
