@@ -708,7 +708,7 @@ def _constants_inlined(
         if match.group() == "%%":
             return "%%"
         value, slot = next(values)
-        if slot is None and isinstance(value, _INLINED) and "\x00" not in str(value):
+        if slot is None and isinstance(value, _INLINED):
             return pg_sql.Literal(value).as_string(raw)
         kept.append(value)
         kept_slots.append(slot)

@@ -92,8 +92,9 @@ def forget() -> None:
         current.version = None
 
 
+_VERSION_READ = "SELECT version FROM refdata_version WHERE id = 1"
 # The version as an expression another statement can carry along (`assume`).
-VERSION_SUBQUERY = "(SELECT version FROM refdata_version WHERE id = 1)"
+VERSION_SUBQUERY = f"({_VERSION_READ})"
 
 
 def assume(version: int | None) -> None:
@@ -109,7 +110,7 @@ def _version() -> int | None:
     current = _scope.get()
     if current is not None and current.version is not None:
         return current.version
-    rows = db.read("SELECT version FROM refdata_version WHERE id = 1")
+    rows = db.read(_VERSION_READ)
     version = rows[0][0] if rows else None
     if current is not None:
         current.version = version
