@@ -79,6 +79,19 @@ def _clear_redis_state() -> None:
         client.close()
 
 
+@pytest.fixture
+def broker():
+    """A client of the test broker's Redis database (the cache's database + 1)."""
+    import redis
+    from django.conf import settings
+
+    from tradingsite.redis_urls import redis_db, with_db
+
+    client = redis.Redis.from_url(with_db(settings.REDIS_URL, redis_db(settings.REDIS_URL) + 1))
+    yield client
+    client.close()
+
+
 INSTRUMENTS = [
     # symbol, asset class, base, quote, lot, min, tick, reference
     ("EUR_USD", "fx", "EUR", "USD", "1", "1", "0.00001", "1.08500"),

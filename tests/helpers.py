@@ -71,3 +71,15 @@ def assert_replays(order) -> None:
     """The order's events, replayed, give exactly its stored state."""
     replayed, stored = replay(order.events.all()), order_state(order)
     assert replayed == stored, f"order {order.id} does not replay: {replayed} != {stored}"
+
+
+def queued_order_ids(broker, queue: str = "orders") -> list[str]:
+    """The `order_id` argument of each task message on the broker's `queue` (kombu's Redis
+    envelope: the body is base64 JSON [args, kwargs, embed])."""
+    import base64
+    import json
+
+    bodies = (
+        json.loads(base64.b64decode(json.loads(m)["body"])) for m in broker.lrange(queue, 0, -1)
+    )
+    return [kwargs.get("order_id") for _, kwargs, _ in bodies]

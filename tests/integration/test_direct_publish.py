@@ -11,7 +11,6 @@ from decimal import Decimal
 
 import pytest
 import redis
-from django.conf import settings
 from kombu.exceptions import OperationalError
 
 from tradingsite.celery import app
@@ -22,14 +21,11 @@ KWARGS = {"order_id": "0190a0b0-0000-7000-8000-000000000001", "correlation_id": 
 
 
 @pytest.fixture
-def broker():
-    from tradingsite.redis_urls import redis_db, with_db
-
-    client = redis.Redis.from_url(with_db(settings.REDIS_URL, redis_db(settings.REDIS_URL) + 1))
-    client.delete(QUEUE)
-    yield client
-    client.delete(QUEUE)
-    client.close()
+def broker(broker):
+    """The shared broker client (tests/conftest.py), this module's queue emptied around."""
+    broker.delete(QUEUE)
+    yield broker
+    broker.delete(QUEUE)
 
 
 def registered() -> None:
