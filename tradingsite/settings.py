@@ -140,7 +140,7 @@ else:
     else:
         _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-IS_POSTGRES = _db["ENGINE"] in ("tradingsite.postgres", "django.db.backends.postgresql")
+IS_POSTGRES = _db["ENGINE"] == "tradingsite.postgres"
 
 # --- redis and celery -------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default=f"unix://{VAR_DIR / 'redis.sock'}?db=0")
