@@ -36,7 +36,13 @@ class Worker:
     """One `celery worker` process group. `kill()` is SIGKILL to the whole group: the parent
     and its prefork children die at once, mid-task, acknowledging nothing."""
 
-    def __init__(self, *, concurrency: int = 2, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        concurrency: int = 2,
+        extra_env: dict[str, str] | None = None,
+        loglevel: str = "warning",
+    ) -> None:
         self.name = f"test-{uuid.uuid4().hex[:8]}@localhost"
         env = {
             **os.environ,
@@ -63,7 +69,7 @@ class Worker:
                 "-n",
                 self.name,
                 "-l",
-                "warning",
+                loglevel,
                 "--without-mingle",
                 "--without-gossip",
                 *pool,

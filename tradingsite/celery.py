@@ -2,9 +2,16 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import task_prerun, worker_init
+from celery.signals import (
+    beat_init,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+)
 
 from .direct_publish import DirectPublisher
+from .gcfreeze import freeze_startup_objects
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradingsite.settings")
 
@@ -36,6 +43,24 @@ def _worker_priority(**kwargs: Any) -> None:
     wanted = settings.WORKER_NICE
     if wanted > os.getpriority(os.PRIO_PROCESS, 0):
         os.setpriority(os.PRIO_PROCESS, 0, wanted)
+
+
+@worker_ready.connect
+def _freeze_worker(**kwargs: Any) -> None:
+    """The worker's parent (it receives every task message and hands it to a child) is ready:
+    its start-up objects out of the garbage collector's sight (tradingsite/gcfreeze.py)."""
+    freeze_startup_objects("worker")
+
+
+@worker_process_init.connect
+def _freeze_worker_child(**kwargs: Any) -> None:
+    """A prefork child, forked and initialised, before its first task: the same."""
+    freeze_startup_objects("worker child")
+
+
+@beat_init.connect
+def _freeze_beat(**kwargs: Any) -> None:
+    freeze_startup_objects("beat")
 
 
 # Task messages pushed straight onto the broker's list (tradingsite/direct_publish.py): the
