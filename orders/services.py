@@ -1247,7 +1247,9 @@ def _reports_apply(
     known: Mapping[UUID, Order],
 ) -> int:
     changed = 0
-    with transaction.atomic():
+    # One reference-data version for the whole apply (tradingsite/refdata.py): its lookups
+    # (the instruments a conversion looks for) read it once, not once each.
+    with refdata.scope(), transaction.atomic():
         locked = orders_for_update_unless_known(by_order, known)
         orders = {order.pk: order for order in locked}
         for order_uuid in by_order.keys() - orders.keys():
@@ -1288,11 +1290,14 @@ class _ReportsApplying:
         filled = {_uuid_or_none(r.client_order_id) for r in fills}
         self.ledger = books.Ledger([o for o in orders if o.pk in filled]) if fills else None
         self.fills: list[Fill] = []
-        self.rates: dict[tuple[str, int], Decimal] = {}
+        self.rates: dict[tuple[str, str], Decimal] = {}
         self.accounts_filled: set[str] = set()
 
     def account_rate(self, order: Order) -> Decimal:
-        key = (order.instrument.quote_currency, order.account_id)
+        """Quote currency -> account currency, once per pair of currencies in a transaction:
+        each conversion reads the reference data and the pair's quote, and every account of
+        one currency gets the same rate."""
+        key = (order.instrument.quote_currency, order.account.currency)
         if key not in self.rates:
             self.rates[key] = books.account_rate(order.instrument.quote_currency, order.account)
         return self.rates[key]

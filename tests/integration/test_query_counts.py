@@ -10,8 +10,8 @@ from django.test.utils import CaptureQueriesContext
 from brokers.base import ExecutionReport, ReportKind
 from brokers.registry import venue_for
 from orders import services
-from orders.models import Order, OutboxMessage
-from tests.helpers import LIMIT_ORDER, queued_order_ids
+from orders.models import Fill, Order, OutboxMessage
+from tests.helpers import LIMIT_ORDER, queued_order_ids, set_quote
 from tradingsite import refdata
 
 pytestmark = pytest.mark.django_db
@@ -186,3 +186,45 @@ FILL_QUERIES = {
 }
 # The first fill of a position also creates it (insert, skipping a racing creator's; lock again).
 FIRST_FILL_QUERIES = {**FILL_QUERIES, "create the position": 2}
+
+
+def test_one_apply_converts_once_per_pair_of_currencies(instruments, settings):
+    """Fills of USD_JPY orders on three USD accounts in one apply: JPY -> USD is looked up
+    once (the listed instruments: one reference-data version read; the pair's quote: one read),
+    not once per account, and all three fills book the same rate."""
+    from tests.conftest import client_for, make_trader
+
+    settings.COMMISSIONS = {}
+    set_quote(venue_for("sim"), bid="150.000", ask="150.010", symbol="USD_JPY")
+    orders = []
+    for n in range(3):
+        api = client_for(make_trader(f"jpy{n}", f"JPY-{n}"))
+        body = {**BODY, "account": f"JPY-{n}", "symbol": "USD_JPY", "limit_price": "149.000"}
+        response = api.post("/api/v1/orders/", body, format="json")
+        assert response.status_code == 201, response.content
+        orders.append(Order.objects.get(pk=response.json()["id"]))
+    for order in orders:
+        services.order_submit_to_venue(order_id=order.pk)
+    fills = [
+        ExecutionReport(
+            venue="sim",
+            kind=ReportKind.FILL,
+            client_order_id=str(order.id),
+            venue_order_id=f"SIM-J{n}",
+            at=order.created_at,
+            execution_id=f"XJ-{n}",
+            quantity=D("1000"),
+            price=D("149.000"),
+            liquidity="maker",
+        )
+        for n, order in enumerate(orders)
+    ]
+    refdata.clear()  # cold: the apply must read the version (once) and the instruments
+    with CaptureQueriesContext(connection) as captured:
+        services.execution_reports_apply(reports=fills)
+    sql = [q["sql"] for q in captured.captured_queries]
+    assert sum("refdata_version" in q for q in sql) == 1, "\n".join(sql)
+    assert sum('FROM "orders_instrument"' in q for q in sql) == 1, "\n".join(sql)
+    assert sum('FROM "brokers_simquote"' in q for q in sql) == 1, "\n".join(sql)
+    rates = {fill.account_rate for fill in Fill.objects.filter(order__in=orders)}
+    assert rates == {D("0.0066664445")}  # 1 / 150.005, the mid, to the field's 10 places
