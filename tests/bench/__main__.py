@@ -22,7 +22,6 @@ inspection (`psql -h 127.0.0.1 -U postgres fillmore_bench`), process logs are in
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
@@ -491,8 +490,6 @@ def main(argv: list[str]) -> int:
         stack.prepare()
         progress.step("starting gunicorn, Celery worker, beat, market data")
         stack.start()
-        gc.collect()  # the load generator's own start-up objects: no collection scans them
-        gc.freeze()  # again (load.measured collects after every window)
         calibration: dict[str, Any] = {"rate": args.rate}
         for run in range(1, profile.runs + 1):
             partial = {}

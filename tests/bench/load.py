@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import itertools
 import statistics
 import threading
 import time
 from collections import Counter
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -47,19 +45,6 @@ def pct(values: list[float], q: float) -> float | None:
 
 def r2(value: float | None, places: int = 2) -> float | None:
     return None if value is None else round(value, places)
-
-
-def measured(window: Coroutine[Any, Any, Any]) -> Any:
-    """Run a timed window's clients with this process's garbage collector paused, and let it
-    catch up after. The clients time every request here: a full collection of the load
-    generator (50-80 ms, seen in a fill phase, 2026-12-05) held them all meanwhile, time the
-    server never spent, and it landed in whichever figure was being measured."""
-    gc.disable()
-    try:
-        return asyncio.run(window)
-    finally:
-        gc.enable()
-        gc.collect()
 
 
 @dataclass
@@ -394,7 +379,7 @@ def submit_latency(stack: Stack, db: Db, tag: str, count: int, warmup: int = 20)
 def post_resting(stack: Stack, tag: str, count: int, warmup: int = 20) -> dict[str, Any]:
     maker = OrderMaker(tag)
     bodies = [maker.resting() for _ in range(count + warmup)]
-    samples = measured(_sequential(stack, 0, bodies, warmup))
+    samples = asyncio.run(_sequential(stack, 0, bodies, warmup))
     return latency_figures(samples)
 
 
@@ -459,7 +444,7 @@ def fill_latency(stack: Stack, tag: str, count: int, warmup: int = 5):
                     break
         return results
 
-    results = measured(run())
+    results = asyncio.run(run())
     fills = [
         (r["filled_at"] - r["sample"].sent) * 1000 for r in results if r["filled_at"] is not None
     ]
@@ -525,7 +510,7 @@ def _measured_window(
     accepted submits' latencies as `submit_samples_ms` when `keep_samples`)."""
     maker = OrderMaker(tag)
     with BacklogSampler(stack) as sampler:
-        samples, start = measured(load(maker))
+        samples, start = asyncio.run(load(maker))
         window = time.time() - start
         accepted = sum(1 for s in samples if s.status == 201)
         backlog_at_end = db.open_count(tag)
@@ -592,7 +577,7 @@ def batch_throughput(stack: Stack, db: Db, tag: str, clients: int, size: int, se
     maker = OrderMaker(tag)
     start = time.time()
     with BacklogSampler(stack) as sampler:
-        batches = measured(_batches(stack, clients, size, seconds, maker))
+        batches = asyncio.run(_batches(stack, clients, size, seconds, maker))
         window = time.time() - start
         per_order: Counter = Counter()
         for item in batches:
