@@ -2,7 +2,7 @@
 
 A Django process holds ~110,000-135,000 objects once it has started (modules, classes, the URL
 resolver, Celery's tasks and tracers), and they live as long as the process. CPython's full
-collection walks every one of them each time, holding the whole process: 60-160 ms a time in
+collection walks every one of them each time, holding the whole process: 70-170 ms a time in
 a Celery worker on the bench stack here (2026-12-05, docs/performance.md, "Garbage
 collection"), long enough to show in any order's latency that meets it, and the market-data
 process holds a quote's row lock meanwhile. `gc.freeze()` moves them to a generation no

@@ -64,10 +64,5 @@ def test_market_data_freezes_only_when_it_runs_until_stopped(monkeypatch, steps,
     calls = []
     monkeypatch.setattr(run_market_data, "freeze_startup_objects", calls.append)
     monkeypatch.setattr(run_market_data, "run_market", lambda **kwargs: 0)
-    monkeypatch.setattr(run_market_data, "venue_for", lambda name: object.__new__(_Sim))
     run_market_data.Command().handle(interval_ms=10, steps=steps, venue="sim")
     assert calls == frozen
-
-
-class _Sim(run_market_data.SimulatedVenue):
-    name = "sim"

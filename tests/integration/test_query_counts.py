@@ -11,6 +11,7 @@ from brokers.base import ExecutionReport, ReportKind
 from brokers.registry import venue_for
 from orders import services
 from orders.models import Fill, Order, OutboxMessage
+from tests.conftest import client_for, make_trader
 from tests.helpers import LIMIT_ORDER, queued_order_ids, set_quote
 from tradingsite import refdata
 
@@ -192,8 +193,6 @@ def test_one_apply_converts_once_per_pair_of_currencies(instruments, settings):
     """Fills of USD_JPY orders on three USD accounts in one apply: JPY -> USD is looked up
     once (the listed instruments: one reference-data version read; the pair's quote: one read),
     not once per account, and all three fills book the same rate."""
-    from tests.conftest import client_for, make_trader
-
     settings.COMMISSIONS = {}
     set_quote(venue_for("sim"), bid="150.000", ask="150.010", symbol="USD_JPY")
     orders = []

@@ -7,7 +7,7 @@ it publishes `orders.poll_venues` at once so the order book applies them within 
 (beat also polls every second: a lost publish only costs latency).
 
 Run until stopped, it first freezes its start-up objects (tradingsite/gcfreeze.py): a full
-garbage collection would otherwise stall a step, quote lock held, for 60-160 ms.
+garbage collection would otherwise stall a step, quote lock held, for 70-170 ms.
 
 Errors (the database restarting, a lock timeout) are logged and the loop goes on, backing off
 up to MAX_BACKOFF_SECONDS while they last. SIGINT or SIGTERM stops it after the current step.
