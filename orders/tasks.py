@@ -181,11 +181,14 @@ def order_modify_task(order_id: str, changes: dict[str, str], correlation_id: st
 
 @shared_task(name="orders.poll_venues", queue="housekeeping", **HOUSEKEEPING)
 def poll_venues_task() -> int:
-    """Pull each venue's execution reports (fills of resting orders, expiries, venue cancels)."""
+    """Pull each venue's execution reports (fills of resting orders, expiries, venue cancels),
+    until caught up or for VENUE_POLL_BUDGET_SECONDS a venue (services.venue_poll_caught_up)."""
     total = 0
     for name in venue_names():
         try:
-            total += services.venue_poll(venue_name=name)
+            total += services.venue_poll_caught_up(
+                venue_name=name, budget_seconds=settings.VENUE_POLL_BUDGET_SECONDS
+            )
         except VenueTransientError:
             logger.warning("venue poll failed", extra={"venue": name}, exc_info=True)
     return total

@@ -258,6 +258,10 @@ ORDERS_INTAKE_BACKLOG_CHECK_SECONDS = env.float("ORDERS_INTAKE_BACKLOG_CHECK_SEC
 # Redeliveries of one step for one order before it is parked for review (RELIABILITY.md #3).
 ORDERS_MAX_DELIVERIES = env.int("ORDERS_MAX_DELIVERIES", default=8)
 ORDERS_BATCH_MAX = 1000
+# One `orders.poll_venues` run keeps reading a venue's report stream while pages come back
+# full, for up to this many seconds (orders.services.venue_poll_caught_up); the next run starts
+# a second later (orders/schedules.py).
+VENUE_POLL_BUDGET_SECONDS = env.float("VENUE_POLL_BUDGET_SECONDS", default=5.0)
 
 # --- risk -------------------------------------------------------------------------------------
 # Orders per minute per trader (a RateLimitOverride changes it per user or per account).

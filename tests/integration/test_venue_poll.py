@@ -1,0 +1,91 @@
+"""The venue poll keeps up with the venue's report stream: page after page while pages come
+back full, within a time budget (orders.services.venue_poll_caught_up)."""
+
+from decimal import Decimal
+
+import pytest
+
+from brokers.models import SimReport
+from brokers.registry import venue_for
+from brokers.sim.config import walk_spec_for
+from orders import services, tasks
+from orders.models import Account, Order, VenueCursor
+from orders.validation import OrderTerms
+
+pytestmark = pytest.mark.django_db
+
+D = Decimal
+
+
+def resting_buys_then_filled(count: int) -> list[Order]:
+    """`count` of our buy limits resting at the sim venue, then a quote that fills them all:
+    the venue's stream holds their ACKs, then their fills, which only the poll delivers."""
+    venue = venue_for("sim")
+    tick = walk_spec_for("EUR_USD").tick
+    start = venue.quotes(["EUR_USD"])["EUR_USD"]
+    size = D("1000000")
+    venue.set_quote(
+        "EUR_USD", bid=start.bid, ask=start.bid + 100 * tick, bid_size=size, ask_size=size
+    )
+    limit = start.bid + 50 * tick
+    orders = []
+    for n in range(count):
+        order = services.order_submit(
+            account=Account.objects.get(code="ACC-1"),
+            terms=OrderTerms(
+                symbol="EUR_USD",
+                side="buy",
+                type="limit",
+                time_in_force="gtc",
+                quantity=D("1000"),
+                limit_price=limit,
+                client_order_id=f"poll-{n}",
+            ),
+            actor="user:alice",
+        ).order
+        services.order_submit_to_venue(order_id=order.pk)
+        orders.append(order)
+    venue.set_quote("EUR_USD", bid=limit - tick, ask=limit, bid_size=size, ask_size=size)
+    return orders
+
+
+def statuses(orders: list[Order]) -> list[str]:
+    return [Order.objects.get(pk=order.pk).status for order in orders]
+
+
+def test_the_poll_reads_page_after_page_until_the_stream_is_read(trader, instruments):
+    # given three resting orders filled at the venue: a stream of six reports
+    orders = resting_buys_then_filled(3)
+    stream_end = SimReport.objects.order_by("-id").values_list("id", flat=True).first()
+    assert SimReport.objects.count() == 6
+    # when the poll runs with pages of two
+    read = services.venue_poll_caught_up(venue_name="sim", budget_seconds=60, page=2)
+    # then it read all of them, in three full pages and an empty one, and the fills are ours
+    assert read == 6
+    assert VenueCursor.objects.get(venue="sim").cursor == stream_end
+    assert statuses(orders) == ["filled"] * 3
+
+
+def test_the_poll_stops_at_its_budget_and_the_next_run_goes_on(trader, instruments):
+    # given the same stream of six reports
+    orders = resting_buys_then_filled(3)
+    # when a run has no time left after its first page
+    read = services.venue_poll_caught_up(venue_name="sim", budget_seconds=0, page=2)
+    # then it read that page only (the three ACKs' first two), and no fill yet
+    assert read == 2
+    assert statuses(orders) == ["acknowledged"] * 3
+    # and the next run reads the rest
+    assert services.venue_poll_caught_up(venue_name="sim", budget_seconds=60, page=2) == 4
+    assert statuses(orders) == ["filled"] * 3
+
+
+def test_the_poll_task_reads_more_than_one_page_a_run(trader, instruments, settings, monkeypatch):
+    # given a stream of six reports and pages of two
+    orders = resting_buys_then_filled(3)
+    monkeypatch.setattr(services, "VENUE_POLL_PAGE", 2)
+    settings.VENUE_POLL_BUDGET_SECONDS = 60
+    # when the beat's task runs once
+    read = tasks.poll_venues_task()
+    # then it read the whole stream: every fill is ours
+    assert read == 6
+    assert statuses(orders) == ["filled"] * 3
