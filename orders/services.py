@@ -1541,7 +1541,7 @@ def venue_poll_caught_up(*, venue_name: str, budget_seconds: float, page: int = 
     it), for up to `budget_seconds`; answers the reports read. The stream grows by two
     reports an order (the venue's answer, which the submit path applied already, and its
     repeat here) and by every fill of a resting order, which only this poll delivers. One page
-    a second fell behind a burst of batch orders: after 30 s at 1,950 orders/s the cursor
+    a second fell behind a burst of batch orders: after 30 s at 1,946 orders/s the cursor
     trailed the stream by 87,200 reports and caught up 90 s later, resting orders' fills
     waiting as long, and under sustained load it would never have caught up. `page`: reports
     a poll reads at most (0: VENUE_POLL_PAGE)."""

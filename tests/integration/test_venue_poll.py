@@ -5,9 +5,11 @@ from decimal import Decimal
 
 import pytest
 
+from brokers.base import VenueTransientError
 from brokers.models import SimReport
 from brokers.registry import venue_for
 from brokers.sim.config import walk_spec_for
+from brokers.sim.venue import SimulatedVenue
 from orders import services, tasks
 from orders.models import Account, Order, VenueCursor
 from orders.validation import OrderTerms
@@ -88,4 +90,32 @@ def test_the_poll_task_reads_more_than_one_page_a_run(trader, instruments, setti
     read = tasks.poll_venues_task()
     # then it read the whole stream: every fill is ours
     assert read == 6
+    assert statuses(orders) == ["filled"] * 3
+
+
+def test_a_venue_that_fails_mid_stream_keeps_the_pages_read_before(
+    trader, instruments, settings, monkeypatch
+):
+    # given a stream of six reports, pages of two, and a venue that times out on its second page
+    orders = resting_buys_then_filled(3)
+    monkeypatch.setattr(services, "VENUE_POLL_PAGE", 2)
+    settings.VENUE_POLL_BUDGET_SECONDS = 60
+    calls = []
+    real = SimulatedVenue.reports_since
+
+    def flaky(venue, cursor, *, limit):
+        calls.append(cursor)
+        if len(calls) == 2:
+            raise VenueTransientError("sim venue: timed out")
+        return real(venue, cursor, limit=limit)
+
+    monkeypatch.setattr(SimulatedVenue, "reports_since", flaky)
+    first_page_end = SimReport.objects.order_by("id").values_list("id", flat=True)[1]
+    # when the beat's task runs: it logs the failure and ends, it does not raise
+    tasks.poll_venues_task()
+    # then the first page stays read: the cursor is past it, and the orders wait for their fills
+    assert VenueCursor.objects.get(venue="sim").cursor == first_page_end
+    assert statuses(orders) == ["acknowledged"] * 3
+    # and the next run goes on from there
+    assert tasks.poll_venues_task() == 4
     assert statuses(orders) == ["filled"] * 3
