@@ -7,8 +7,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 from brokers.registry import venue_for
-from orders.models import Order
+from brokers.sim.config import walk_spec_for
+from orders.models import Account, Order
 from orders.replay import order_state, replay
+from orders.services import order_submit, order_submit_to_venue
+from orders.validation import OrderTerms
 from tests.workers import wait_for
 
 # A market buy of 100,000 EUR_USD, good till cancelled, on the trader's account.
@@ -55,6 +58,42 @@ def set_quote(venue, *, bid: str, ask: str, size: str = "100000", symbol: str = 
 def eur_usd_market(size: str = "100000"):
     """The simulated venue, EUR_USD quoted 1.08490 / 1.08500 with `size` on each side."""
     return set_quote(venue_for("sim"), bid="1.08490", ask="1.08500", size=size)
+
+
+def wide_eur_usd_book(venue) -> Decimal:
+    """EUR_USD quoted 100 ticks wide from its current bid (1,000,000 a side): answers a buy
+    limit 50 ticks above the bid, which rests."""
+    tick = walk_spec_for("EUR_USD").tick
+    bid = venue.quotes(["EUR_USD"])["EUR_USD"].bid
+    size = Decimal("1000000")
+    venue.set_quote("EUR_USD", bid=bid, ask=bid + 100 * tick, bid_size=size, ask_size=size)
+    return bid + 50 * tick
+
+
+def buy_limit_terms(limit: Decimal, client_order_id: str = "") -> OrderTerms:
+    """A GTC buy limit of 1,000 EUR_USD at `limit`."""
+    return OrderTerms(
+        symbol="EUR_USD",
+        side="buy",
+        type="limit",
+        time_in_force="gtc",
+        quantity=Decimal("1000"),
+        limit_price=limit,
+        client_order_id=client_order_id,
+    )
+
+
+def resting_buy(client_order_id: str, limit: Decimal) -> Order:
+    """Our GTC buy limit of 1,000 EUR_USD at `limit` on ACC-1, stored and sent to the sim
+    venue (services, no worker)."""
+    order = order_submit(
+        account=Account.objects.get(code="ACC-1"),
+        terms=buy_limit_terms(limit, client_order_id),
+        actor="user:alice",
+    ).order
+    order_submit_to_venue(order_id=order.pk)
+    order.refresh_from_db()
+    return order
 
 
 def order_when(order_id, *statuses: str, timeout: float = 20) -> Order:

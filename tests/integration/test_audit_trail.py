@@ -7,21 +7,14 @@ from django.db import DatabaseError, connection, transaction
 
 from orders import actors, services
 from orders.models import Account, OrderEvent
-from orders.validation import OrderTerms
+from tests.helpers import buy_limit_terms
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 
 @pytest.fixture
 def order(instruments, trader):
-    terms = OrderTerms(
-        symbol="EUR_USD",
-        side="buy",
-        type="limit",
-        time_in_force="gtc",
-        quantity=Decimal("1000"),
-        limit_price=Decimal("1.08000"),
-    )
+    terms = buy_limit_terms(Decimal("1.08000"))
     return services.order_submit(
         account=Account.objects.get(code="ACC-1"),
         terms=terms,

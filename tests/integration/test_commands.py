@@ -21,6 +21,8 @@ from brokers.sim import engine
 from brokers.sim.config import walk_spec_for
 from orders.models import Account, Instrument
 from orders.schedules import PREFIX, ScheduleEntry, periodic_tasks_sync
+from orders.services import venue_poll
+from tests.helpers import resting_buy, wide_eur_usd_book
 
 pytestmark = pytest.mark.django_db
 
@@ -492,35 +494,8 @@ def test_run_market_data_refuses_bad_options(db, args, message):
 
 def test_run_market_data_fill_reaches_our_order_through_the_poll(trader, instruments, published):
     # given our resting buy limit at the sim venue, below a hand-set wide EUR_USD quote
-    from orders.services import order_submit, order_submit_to_venue, venue_poll
-    from orders.validation import OrderTerms
-
-    venue = venue_for("sim")
-    tick = walk_spec_for("EUR_USD").tick
-    start = venue.quotes(["EUR_USD"])["EUR_USD"]
-    venue.set_quote(
-        "EUR_USD",
-        bid=start.bid,
-        ask=start.bid + 100 * tick,
-        bid_size=D("1000000"),
-        ask_size=D("1000000"),
-    )
-    limit = start.bid + 50 * tick
-    order = order_submit(
-        account=Account.objects.get(code="ACC-1"),
-        terms=OrderTerms(
-            symbol="EUR_USD",
-            side="buy",
-            type="limit",
-            time_in_force="gtc",
-            quantity=D("1000"),
-            limit_price=limit,
-            client_order_id="md-ours-1",
-        ),
-        actor="user:alice",
-    ).order
-    order_submit_to_venue(order_id=order.pk)
-    order.refresh_from_db()
+    limit = wide_eur_usd_book(venue_for("sim"))
+    order = resting_buy("md-ours-1", limit)
     assert order.status == "acknowledged"
     # when the market steps and the published poll runs
     run("run_market_data", "--steps", "1", "--interval-ms", "1")

@@ -32,9 +32,14 @@ from orders.models import (
     ReconciliationRun,
 )
 from orders.reconcile import venue_reconcile
-from orders.validation import OrderTerms
 from tests.conftest import client_for, make_trader
-from tests.helpers import assert_replays, eur_usd_market, order_when, submit
+from tests.helpers import (
+    assert_replays,
+    buy_limit_terms,
+    eur_usd_market,
+    order_when,
+    submit,
+)
 from tests.workers import Worker, wait_for
 
 D = Decimal
@@ -351,14 +356,7 @@ def test_a_run_whose_worker_died_is_closed_by_the_next(instruments):
 def _order_in(trader, status: str, *, age_seconds: float, venue_order_id: str = "") -> Order:
     """An order of the trader's account in `status`, last changed `age_seconds` ago. Built
     through the order writer itself, so its events replay to it; never sent anywhere."""
-    terms = OrderTerms(
-        symbol="EUR_USD",
-        side="buy",
-        type="limit",
-        time_in_force="gtc",
-        quantity=D("1000"),
-        limit_price=D("1.08000"),
-    )
+    terms = buy_limit_terms(D("1.08000"))
     order = services.order_submit(
         account=trader.trading_accounts.get(), terms=terms, user=trader, actor="user:alice"
     ).order

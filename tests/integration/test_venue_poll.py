@@ -11,8 +11,8 @@ from brokers.registry import venue_for
 from brokers.sim.config import walk_spec_for
 from brokers.sim.venue import SimulatedVenue
 from orders import services, tasks
-from orders.models import Account, Order, VenueCursor
-from orders.validation import OrderTerms
+from orders.models import Order, VenueCursor
+from tests.helpers import resting_buy, wide_eur_usd_book
 
 pytestmark = pytest.mark.django_db
 
@@ -23,30 +23,10 @@ def resting_buys_then_filled(count: int) -> list[Order]:
     """`count` of our buy limits resting at the sim venue, then a quote that fills them all:
     the venue's stream holds their ACKs, then their fills, which only the poll delivers."""
     venue = venue_for("sim")
+    limit = wide_eur_usd_book(venue)
+    orders = [resting_buy(f"poll-{n}", limit) for n in range(count)]
     tick = walk_spec_for("EUR_USD").tick
-    start = venue.quotes(["EUR_USD"])["EUR_USD"]
     size = D("1000000")
-    venue.set_quote(
-        "EUR_USD", bid=start.bid, ask=start.bid + 100 * tick, bid_size=size, ask_size=size
-    )
-    limit = start.bid + 50 * tick
-    orders = []
-    for n in range(count):
-        order = services.order_submit(
-            account=Account.objects.get(code="ACC-1"),
-            terms=OrderTerms(
-                symbol="EUR_USD",
-                side="buy",
-                type="limit",
-                time_in_force="gtc",
-                quantity=D("1000"),
-                limit_price=limit,
-                client_order_id=f"poll-{n}",
-            ),
-            actor="user:alice",
-        ).order
-        services.order_submit_to_venue(order_id=order.pk)
-        orders.append(order)
     venue.set_quote("EUR_USD", bid=limit - tick, ask=limit, bid_size=size, ask_size=size)
     return orders
 
