@@ -1512,22 +1512,28 @@ def _fill_apply(order: Order, report: ExecutionReport, applying: _ReportsApplyin
 VENUE_POLL_PAGE = 1000
 
 
-def venue_poll(*, venue_name: str, limit: int = 0) -> int:
-    """Read the venue's execution-report stream from our cursor and apply it. Answers the
-    number of reports read, at most `limit` (0: VENUE_POLL_PAGE). Two pollers of one venue
-    never run at once (the cursor row lock, skipped by the second)."""
+def venue_poll(*, venue_name: str, limit: int | None = None) -> int:
+    """Read one page of the venue's execution-report stream from our cursor and apply it;
+    answers the number of reports read (at most `limit`, default VENUE_POLL_PAGE).
+
+    The page is fetched with no transaction open and no row locked: for a real venue the fetch
+    is a network call. Then one transaction locks the cursor and applies the page only if the
+    cursor still stands where the page starts. A poller that finds it moved, or held by another
+    poller, drops its page (read 0): two pollers never apply one page, and a dropped page is
+    read again from the new position."""
     from .models import VenueCursor
 
-    limit = limit or VENUE_POLL_PAGE
-    VenueCursor.objects.get_or_create(venue=venue_name)
+    position = VenueCursor.objects.get_or_create(venue=venue_name)[0].cursor
+    reports = venue_for(venue_name).reports_since(position, limit=limit or VENUE_POLL_PAGE)
+    if not reports:
+        return 0
     with transaction.atomic():
         cursor = (
-            VenueCursor.objects.select_for_update(skip_locked=True).filter(venue=venue_name).first()
+            VenueCursor.objects.select_for_update(skip_locked=True)
+            .filter(venue=venue_name, cursor=position)
+            .first()
         )
         if cursor is None:
-            return 0
-        reports = venue_for(venue_name).reports_since(cursor.cursor, limit=limit)
-        if not reports:
             return 0
         execution_reports_apply(reports=reports_not_yet_applied(reports))
         cursor.cursor = max(report.cursor for report in reports)
@@ -1536,7 +1542,7 @@ def venue_poll(*, venue_name: str, limit: int = 0) -> int:
         return len(reports)
 
 
-def venue_poll_caught_up(*, venue_name: str, budget_seconds: float, page: int = 0) -> int:
+def venue_poll_caught_up(*, venue_name: str, budget_seconds: float, page: int | None = None) -> int:
     """`venue_poll`, page after page, while a page comes back full (more reports wait behind
     it), for up to `budget_seconds`; answers the reports read. The stream grows by two
     reports an order (the venue's answer, which the submit path applied already, and its
@@ -1544,7 +1550,7 @@ def venue_poll_caught_up(*, venue_name: str, budget_seconds: float, page: int = 
     a second fell behind a burst of batch orders: after 30 s at 1,946 orders/s the cursor
     trailed the stream by 87,200 reports and caught up 90 s later, resting orders' fills
     waiting as long, and under sustained load it would never have caught up. `page`: reports
-    a poll reads at most (0: VENUE_POLL_PAGE)."""
+    a poll reads at most (default VENUE_POLL_PAGE)."""
     page = page or VENUE_POLL_PAGE
     deadline = time.monotonic() + budget_seconds
     total = 0

@@ -11,7 +11,7 @@ from brokers.registry import venue_for
 from brokers.sim.config import walk_spec_for
 from brokers.sim.venue import SimulatedVenue
 from orders import services, tasks
-from orders.models import Order, VenueCursor
+from orders.models import Fill, Order, VenueCursor
 from tests.helpers import resting_buy, wide_eur_usd_book
 
 pytestmark = pytest.mark.django_db
@@ -33,6 +33,10 @@ def resting_buys_then_filled(count: int) -> list[Order]:
 
 def statuses(orders: list[Order]) -> list[str]:
     return [Order.objects.get(pk=order.pk).status for order in orders]
+
+
+def fills_each(orders: list[Order]) -> list[int]:
+    return [Fill.objects.filter(order_id=order.pk).count() for order in orders]
 
 
 def test_the_poll_reads_page_after_page_until_the_stream_is_read(trader, instruments):
@@ -96,6 +100,35 @@ def test_a_venue_that_fails_mid_stream_keeps_the_pages_read_before(
     # then the first page stays read: the cursor is past it, and the orders wait for their fills
     assert VenueCursor.objects.get(venue="sim").cursor == first_page_end
     assert statuses(orders) == ["acknowledged"] * 3
-    # and the next run goes on from there
+    # and the next run goes on from there: every fill booked once
     assert tasks.poll_venues_task() == 4
     assert statuses(orders) == ["filled"] * 3
+    assert fills_each(orders) == [1, 1, 1]
+
+
+def test_a_page_read_while_another_poll_moved_the_cursor_is_dropped(
+    trader, instruments, monkeypatch
+):
+    # given the stream of six reports, and another poll that reads and applies all of it while
+    # this one is fetching its page (the fetch holds no lock: for a real venue it is a network
+    # call)
+    orders = resting_buys_then_filled(3)
+    real = SimulatedVenue.reports_since
+    fetched = []
+
+    def racing(venue, cursor, *, limit):
+        fetched.append(cursor)
+        if len(fetched) == 1:
+            assert services.venue_poll(venue_name="sim") == 6  # the other poll
+        return real(venue, cursor, limit=limit)
+
+    monkeypatch.setattr(SimulatedVenue, "reports_since", racing)
+    stream_end = SimReport.objects.order_by("-id").values_list("id", flat=True).first()
+    # when this poll's page, fetched from the old position, comes back
+    read = services.venue_poll(venue_name="sim")
+    # then it is dropped: the cursor stays where the other poll left it, every fill booked once
+    assert read == 0
+    assert fetched == [0, 0]
+    assert VenueCursor.objects.get(venue="sim").cursor == stream_end
+    assert statuses(orders) == ["filled"] * 3
+    assert fills_each(orders) == [1, 1, 1]
