@@ -193,10 +193,10 @@ def rows_insert_sql(objects: Sequence[Model]) -> tuple[str, list[Any]]:
 # orjson in C. psycopg dumps an array parameter element by element in Python, and COPY row by
 # row: a batch's writes were 9 % of a worker's CPU in array dumping and 6 % of the web's in
 # COPY (py-spy --gil). In process, 500 events: 25 µs of CPU a row as arrays, 15 by COPY, 4 as
-# JSON, in about half the time (docs/performance.md). The statement text is the same for any
-# number of rows (prepared once), and under psycopg's 4,096 characters and 50 parameters (its
-# parsing is cached). Values JSON cannot carry as they are (a float: NaN would become null;
-# a value orjson cannot write) go as VALUES rows of parameters instead.
+# JSON, in about half the time (docs/performance-history.md). The statement text is the same
+# for any number of rows (prepared once), and under psycopg's 4,096 characters and 50
+# parameters (its parsing is cached). Values JSON cannot carry as they are (a float: NaN would
+# become null; a value orjson cannot write) go as VALUES rows of parameters instead.
 
 
 def _json_columns(fields: Sequence[Field]) -> bool:
@@ -628,7 +628,7 @@ def row_lock() -> str:
     meanwhile that refer to the locked one (`FOR KEY SHARE`). With `FOR UPDATE`, a web
     request inserting an order waited for the worker's transaction booking a fill on the
     same account: under the 50-client load that check took 0.73 ms on average, 15 s of 20
-    (pg_stat_statements; docs/performance.md)."""
+    (pg_stat_statements; docs/performance-history.md)."""
     if connection.features.has_select_for_no_key_update:
         return " FOR NO KEY UPDATE"
     return " FOR UPDATE"

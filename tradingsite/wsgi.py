@@ -5,7 +5,7 @@ Once the application and its URLconf are loaded, the objects of start-up (module
 the URL resolver: ~116,000 of them) are moved out of the garbage collector's sight
 (tradingsite/gcfreeze.py). A full collection scanned them all, holding every thread of the
 process for ~30 ms each time; with them frozen one takes 3-14 ms (bench stack, 2026-12-04:
-docs/performance.md)."""
+docs/performance-history.md)."""
 
 import os
 

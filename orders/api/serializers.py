@@ -189,7 +189,7 @@ def _time(value: Any) -> str | None:
 def order_body(order: Order) -> dict[str, Any]:
     """An order as OrderOutputSerializer's declared fields describe it, built directly: the
     order path answers every submission with one, and DRF's field machinery costs more than
-    the database work of a submission on this machine kind (docs/performance.md)."""
+    the database work of a submission on this machine kind (docs/performance-history.md)."""
     places = order.instrument.price_places
     return {
         "id": str(order.id),

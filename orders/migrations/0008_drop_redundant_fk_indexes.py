@@ -1,5 +1,5 @@
 """Drop the foreign keys' own indexes that a composite index leading with the same column
-already serves (docs/performance.md): every order, event and fill written or updated paid for
+already serves (docs/performance-history.md): every order, event and fill written or updated paid for
 an index no query needs.
 
 Only the indexes go (`DROP INDEX IF EXISTS`, a brief lock, no table scan). Django's AlterField
