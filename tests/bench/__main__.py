@@ -59,6 +59,12 @@ class Profile:
     batch_seconds: float
     curve_levels: tuple[int, ...]
     curve_seconds: float
+    # The concurrency figure's two levels, 20 and 200 traders, are measured in `curve_pairs`
+    # pairs of windows of `curve_pair_seconds` each, one level right after the other (the
+    # first level alternating), and the figure is the median of the pairs' growths (see
+    # `pair_growths`). Other levels of the curve get one window of `curve_seconds`.
+    curve_pairs: int
+    curve_pair_seconds: float
     # Offered loads of the sweep, as fractions of the measured capacity (see one_run).
     sweep_fractions: tuple[float, ...]
     sweep_seconds: float
@@ -82,6 +88,8 @@ QUICK = Profile(
     batch_seconds=8,
     curve_levels=(1, 20, 100, 200),
     curve_seconds=8,
+    curve_pairs=2,
+    curve_pair_seconds=4,
     sweep_fractions=(0.25, 0.5, 1.0, 1.5),
     sweep_seconds=4,
     drain_seconds=10,
@@ -101,6 +109,8 @@ FULL = Profile(
     batch_seconds=60,
     curve_levels=(1, 20, 100, 200),
     curve_seconds=12,
+    curve_pairs=4,
+    curve_pair_seconds=6,
     sweep_fractions=(0.25, 0.5, 1.0, 1.5, 2.0),
     sweep_seconds=8,
     drain_seconds=30,
@@ -173,8 +183,29 @@ class Progress:
 # --- the run ----------------------------------------------------------------------------------
 
 
+PAIRED = (20, 200)  # the levels of the concurrency figure, measured in pairs of windows
+
+
+def curve_windows(profile: Profile) -> list[tuple[int, float, int | None]]:
+    """The concurrency curve's windows in the order they run: (traders, seconds, pair), pair
+    None for a level measured once. Level 1 first, then the pairs of 20 and 200 traders (the
+    first of a pair alternating, so that neither level always follows the other), then the
+    other levels."""
+    paired = all(lv in profile.curve_levels for lv in PAIRED)
+    single = [lv for lv in profile.curve_levels if not (paired and lv in PAIRED)]
+    windows: list[tuple[int, float, int | None]] = [
+        (lv, profile.curve_seconds, None) for lv in single if lv < PAIRED[0]
+    ]
+    if paired:
+        for pair in range(profile.curve_pairs):
+            order = PAIRED if pair % 2 == 0 else PAIRED[::-1]
+            windows += [(lv, profile.curve_pair_seconds, pair) for lv in order]
+    windows += [(lv, profile.curve_seconds, None) for lv in single if lv >= PAIRED[0]]
+    return windows
+
+
 def count_steps(profile: Profile, skip_limits: bool) -> int:
-    per_run = 3 + len(profile.curve_levels) + len(profile.sweep_fractions) + 1
+    per_run = 3 + len(curve_windows(profile)) + len(profile.sweep_fractions) + 1
     limits = 0 if skip_limits else 4 * profile.runs
     return limits + 2 + per_run * profile.runs + 2
 
@@ -246,13 +277,16 @@ def one_run(
         rate = calibration["rate"]
         out["curve_rate_per_s"] = rate
         out["curve"] = []
-        for traders in profile.curve_levels:
-            step(f"concurrency: {traders} traders at {rate:g} orders/s total")
+        for traders, seconds, pair in curve_windows(profile):
+            which = "" if pair is None else f", pair {pair + 1}/{profile.curve_pairs}"
+            step(f"concurrency: {traders} traders at {rate:g} orders/s total{which}")
+            tag = f"r{run}c{traders}" + ("" if pair is None else f"p{pair}")
             level = load.open_loop(
-                stack, db, f"r{run}c{traders}", traders, rate, profile.curve_seconds,
-                profile.drain_seconds, conns=4 if traders < 20 else 1, keep_samples=True,
+                stack, db, tag, traders, rate, seconds, profile.drain_seconds,
+                conns=4 if traders < 20 else 1, keep_samples=True,
             )  # fmt: skip
             level.pop("backlog_series", None)
+            level["pair"] = pair
             out["curve"].append(level)
             idle()
         out["sweep"] = []
@@ -281,12 +315,35 @@ def one_run(
     return out
 
 
+def pair_growths(curve: list[dict[str, Any]]) -> list[float]:
+    """(p99@200 / p99@20 - 1) x 100 of each complete pair of windows of a run's curve, in pair
+    order. The two windows of a pair run back to back, so a slow spell of the machine (a
+    vacuum, another process) tends to meet both or neither; over windows run minutes apart,
+    it met one level and not the other, and the figure swung between -65 % and +195 % on
+    unchanged code (docs/performance.md)."""
+    pairs: dict[int, dict[int, float]] = {}
+    for level in curve:
+        p99 = level.get("submit_p99_ms")
+        if level.get("pair") is not None and level["traders"] in PAIRED and p99 is not None:
+            pairs.setdefault(level["pair"], {})[level["traders"]] = p99
+    low, high = PAIRED
+    return [
+        round((levels[high] / levels[low] - 1) * 100, 1)
+        for _, levels in sorted(pairs.items())
+        if levels.get(low) and high in levels
+    ]
+
+
 def headline(run: dict[str, Any]) -> dict[str, float | None]:
     """The figures of one run (None for a phase an interrupted run did not reach)."""
-    curve = {level["traders"]: level for level in run.get("curve", [])}
-    p20 = curve.get(20, {}).get("submit_p99_ms")
-    p200 = curve.get(200, {}).get("submit_p99_ms")
-    growth = (p200 / p20 - 1) * 100 if p20 and p200 is not None else None
+    growths = pair_growths(run.get("curve", []))
+    if growths:
+        growth: float | None = statistics.median(growths)
+    else:  # runs recorded before the pairs (--summarize of an older file): one window a level
+        curve = {level["traders"]: level for level in run.get("curve", [])}
+        p20 = curve.get(20, {}).get("submit_p99_ms")
+        p200 = curve.get(200, {}).get("submit_p99_ms")
+        growth = (p200 / p20 - 1) * 100 if p20 and p200 is not None else None
     submit, fill = run.get("submit", {}), run.get("fill", {})
     single, batch = run.get("single", {}), run.get("batch", {})
     events = [e for e in (single.get("events_per_s"), batch.get("events_per_s")) if e is not None]
@@ -342,6 +399,24 @@ def pooled_curve(runs: list[list[dict]]) -> dict[int, dict[str, Any]]:
         }
         for traders, values in sorted(pooled.items())
         if values
+    }
+
+
+def pair_summary(growths: list[float]) -> dict[str, Any]:
+    """The pairs' growths: their median (the figure), quartiles, and how many were worse at
+    200 traders."""
+    ordered = sorted(growths)
+    quartiles = (
+        statistics.quantiles(ordered, n=4, method="inclusive")
+        if len(ordered) > 1
+        else [ordered[0]] * 3
+    )
+    return {
+        "n": len(ordered),
+        "median": round(statistics.median(ordered), 1),
+        "quartiles": [round(q, 1) for q in (quartiles[0], quartiles[2])],
+        "worse_at_200": sum(1 for g in ordered if g > 0),
+        "values": ordered,
     }
 
 
@@ -615,13 +690,17 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     runs, limit_runs = raw["details"], raw["limits_details"]
     per_run = [headline(run) for run in runs]
     figures = {key: report.spread([h[key] for h in per_run]) for key in per_run[0]}
-    # The concurrency figure is judged on the runs' samples pooled per level (from 2026-12-05;
-    # the median of the runs' own growths stays beside it). Results without samples (older
-    # files given to --summarize) keep the median.
+    # The concurrency figure: the median growth of every pair of windows of every run (from
+    # 2026-12-05, 12:10; `pair_growths`), with its quartiles. Before, the p99s of the runs.
+    # samples pooled per level (10:30-12:10), and before that the median of the runs' own
+    # growths; both stay beside it, the pooled one as the figure of files without pairs.
     pooled = pooled_curve([r.get("curve", []) for r in runs])
     growth = pooled_growth(pooled)
     if growth is not None:
         figures["concurrency_p99_growth_pct"]["pooled"] = growth
+    growths = [g for r in runs for g in pair_growths(r.get("curve", []))]
+    if growths:
+        figures["concurrency_p99_growth_pct"].update(pairs=pair_summary(growths))
     limit_keys = sorted(
         {k for r in limit_runs for k, v in r.items() if not isinstance(v, str | type(None))}
         | set(LIMIT_KEYS)

@@ -66,9 +66,11 @@ def verdict(value: float | None, comparison: str, target: float | None) -> str:
 
 
 def value(figure: dict[str, Any]) -> float | None:
-    """A headline figure's value: the median over the runs, or for the concurrency growth the
-    figure of the runs' samples pooled per level, where there is one (tests/bench/__main__.py,
-    `pooled_curve`)."""
+    """A headline figure's value: the median over the runs; for the concurrency growth the
+    median over its pairs of windows (tests/bench/__main__.py, `pair_growths`), or in results
+    without pairs the figure of the runs' samples pooled per level (`pooled_curve`)."""
+    if "pairs" in figure:
+        return figure["pairs"]["median"]  # type: ignore[no-any-return]
     return figure.get("pooled", figure["median"])  # type: ignore[no-any-return]
 
 
@@ -81,7 +83,13 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
         runs = "" if figure["min"] is None else f"{fmt(figure['min'])} - {fmt(figure['max'])}"
         limit = limits.get(limit_key) if limit_key else None
         ratio = f"{value_ / limit:.2f}x" if value_ is not None and limit else "-"
-        if "pooled" in figure:
+        if "pairs" in figure:
+            pairs = figure["pairs"]
+            runs = (
+                f"median of {pairs['n']} pairs, quartiles {fmt(pairs['quartiles'][0])} / "
+                f"{fmt(pairs['quartiles'][1])}; runs {runs}"
+            )
+        elif "pooled" in figure:
             runs = f"pooled; runs {runs}"
         rows.append(
             [
@@ -176,7 +184,10 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 
 def render_curve(results: dict[str, Any]) -> str:
-    lines = ["concurrency curve (same total offered rate, market orders; medians over runs):"]
+    lines = [
+        "concurrency curve (same total offered rate, market orders; medians over the windows "
+        "of all runs):"
+    ]
     lines.append(
         f"  {'traders':>8}{'offered/s':>11}{'201/s':>8}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}"
         f"{'errors':>8}{'peak db conns':>15}"
@@ -189,10 +200,18 @@ def render_curve(results: dict[str, Any]) -> str:
             f"{fmt(level['submit_p99_ms']):>9}{fmt(level['errors']):>8}"
             f"{fmt(level['peak_db_connections']):>15}"
         )
+    pairs = results["figures"].get("concurrency_p99_growth_pct", {}).get("pairs")
+    if pairs:
+        lines.append(
+            f"  p99 growth 20 -> 200 traders over {pairs['n']} pairs of windows run back to back "
+            f"(the concurrency figure): median {fmt(pairs['median'])} %, quartiles "
+            f"{fmt(pairs['quartiles'][0])} / {fmt(pairs['quartiles'][1])} %, "
+            f"{pairs['worse_at_200']} of {pairs['n']} worse at 200"
+        )
     pooled = results.get("concurrency_pooled") or {}
     if pooled:
         lines.append(
-            "  pooled over the runs (the concurrency figure): "
+            "  pooled over the runs: "
             + ", ".join(
                 f"{traders} traders p50 / p99 {fmt(level['submit_p50_ms'])} / "
                 f"{fmt(level['submit_p99_ms'])} ms (n {level['n']:,})"

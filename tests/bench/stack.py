@@ -173,7 +173,9 @@ class AutovacuumStandIn:
     own launcher would, and throttled as autovacuum is (`vacuum_cost_delay` 2 ms per
     `vacuum_cost_limit` 200, autovacuum's defaults; a plain VACUUM is not throttled, and until
     2026-12-04 the stand-in's ran flat out beside the order path). Its CPU is spent during the
-    phases, as autovacuum's is."""
+    phases, as autovacuum's is. It looks more often than autovacuum's launcher, which visits a
+    database once a minute (`autovacuum_naptime`): looking every 60 s made no consistent
+    difference to the order path's p99 (docs/performance.md, 2026-12-05 afternoon)."""
 
     def __init__(self, dbname: str, every: float = 15.0) -> None:
         self.dbname = dbname
