@@ -691,7 +691,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     per_run = [headline(run) for run in runs]
     figures = {key: report.spread([h[key] for h in per_run]) for key in per_run[0]}
     # The concurrency figure: the median growth of every pair of windows of every run (from
-    # 2026-12-05, 12:10; `pair_growths`), with its quartiles. Before, the p99s of the runs.
+    # 2026-12-05, 12:10; `pair_growths`), with its quartiles. Before, the p99s of the runs'
     # samples pooled per level (10:30-12:10), and before that the median of the runs' own
     # growths; both stay beside it, the pooled one as the figure of files without pairs.
     pooled = pooled_curve([r.get("curve", []) for r in runs])
