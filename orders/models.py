@@ -196,14 +196,16 @@ class Order(FastInit, models.Model):
             models.Index(
                 fields=["account", "status", "-created_at"], name="order_account_status_created"
             ),
-            # Partial indexes over the few open orders: the risk snapshot's open-order totals
-            # (per account), and the expiry sweep. The condition is a literal, sorted list so
-            # that the migration is stable; the planner proves a query's `status IN (...)`
-            # implies it whatever the order of the query's list.
+            # Partial indexes over the few open orders: an account's open orders newest first
+            # (GET /orders/?open=true reads its page in order, however many orders are open),
+            # the risk snapshot's open-order totals and the open count (per account), and the
+            # expiry sweep. The condition is a literal, sorted list so that the migration is
+            # stable; the planner proves a query's `status IN (...)` implies it whatever the
+            # order of the query's list, when the statuses are literals (states.OPEN_LITERALS).
             models.Index(
-                fields=["account", "instrument"],
+                fields=["account", "-created_at", "-id"],
                 condition=Q(status__in=sorted(OPEN)),
-                name="order_open_account_instrument",
+                name="order_open_account_created",
             ),
             models.Index(
                 fields=["expire_at"],

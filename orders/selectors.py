@@ -7,12 +7,14 @@ from typing import Any
 from uuid import UUID
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import BooleanField, QuerySet
+from django.db.models.expressions import RawSQL
 
 from tradingsite import refdata
 from tradingsite.bulk import rows_select
 
 from .models import ORDER_RELATED, Account, Fill, Instrument, Order, OrderEvent
+from .states import OPEN_LITERALS
 from .validation import InstrumentRules
 
 READ_ALL_GROUPS = ("compliance", "risk")
@@ -179,7 +181,11 @@ def order_events(order: Order) -> QuerySet[OrderEvent]:
     return OrderEvent.objects.filter(order=order).order_by("seq")
 
 
-def open_orders_filter() -> Q:
-    from .states import OPEN
-
-    return Q(status__in=list(OPEN))
+def open_orders_condition() -> RawSQL:
+    """`status IN (the open statuses)` of a query on orders_order as its main table, with the
+    statuses written as literals (states.OPEN_LITERALS): a filter the partial index of open
+    orders (`order_open_account_created`) can serve in a prepared statement's generic plan
+    too, which `status__in=OPEN` (parameters) cannot. A condition: `.filter()` and
+    `.exclude()` take it."""
+    column = f'"{Order._meta.db_table}"."status"'
+    return RawSQL(f"{column} IN ({OPEN_LITERALS})", (), output_field=BooleanField())

@@ -40,6 +40,10 @@ OPEN: frozenset[str] = frozenset(
         S.PENDING_CANCEL,
     }
 )
+# The open statuses as SQL literals, for statements that must let the planner prove a partial
+# index's condition (order_open_account_created, order_open_expire_at): a prepared statement's
+# generic plan is blind to its parameters, so `status IN ($1, ...)` cannot use those indexes.
+OPEN_LITERALS = ", ".join(f"'{status}'" for status in sorted(OPEN))
 
 # A live order the venue knows about (so a cancel or modify goes to the venue).
 AT_VENUE: frozenset[str] = frozenset({S.SUBMITTED, S.ACKNOWLEDGED, S.PARTIALLY_FILLED})

@@ -28,7 +28,7 @@ from tradingsite.bulk import rows_select
 from tradingsite.db import db_decimal
 
 from .models import Account, AccountSnapshot, CashMovement, Fill, Order, Position
-from .states import OPEN
+from .states import OPEN_LITERALS
 from .validation import day_expiry
 
 ZERO = Decimal(0)
@@ -125,9 +125,8 @@ LEFT JOIN {AccountSnapshot._meta.db_table} b ON b.id = (
   WHERE s.account_id = a.id AND s.taken_at <= %s ORDER BY s.trading_day DESC LIMIT 1)
 WHERE a.id = %s
 """
-# Open orders counted with the statuses as literals: the planner then proves the partial
-# index's condition (order_open_account_instrument), which it cannot from parameters.
-OPEN_LITERALS = ", ".join(f"'{status}'" for status in sorted(OPEN))
+# Open orders counted with the statuses as literals (states.OPEN_LITERALS): the planner then
+# proves the partial index's condition (order_open_account_created).
 _OPEN_COUNT_SQL = (
     f"SELECT COUNT(*) FROM {Order._meta.db_table} o"
     f" WHERE o.account_id = %s AND o.status IN ({OPEN_LITERALS})"

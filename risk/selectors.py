@@ -17,8 +17,8 @@ from brokers.base import Quote as VenueQuote
 from brokers.marketdata import conversion_rate
 from brokers.registry import venue_for
 from orders.models import Account, Instrument, Order, Position
+from orders.states import OPEN_LITERALS
 from orders.valuation import (
-    OPEN_LITERALS,
     ZERO,
     account_book,
     account_value_of,
@@ -155,7 +155,7 @@ class Working:
 
 # One read gives the open-order totals, the open order count and the margin working orders
 # reserve: sent as text (the ORM's compiler cost more CPU than the read), the statuses as
-# literals so that the planner proves the partial index's condition (order_open_account_instrument).
+# literals so that the planner proves the partial index's condition (order_open_account_created).
 _WORKING_SQL = f"""
 SELECT i.symbol, i.quote_currency, i.asset_class, o.side, o.reduce_only,
   SUM(o.remaining_quantity), COUNT(*),

@@ -1,7 +1,8 @@
 import django_filters as filters
 
 from ..models import Fill, Order
-from ..states import OPEN, OrderStatus
+from ..selectors import open_orders_condition
+from ..states import OrderStatus
 
 
 class OrderFilter(filters.FilterSet):
@@ -24,9 +25,13 @@ class OrderFilter(filters.FilterSet):
         fields: list[str] = []
 
     def filter_open(self, queryset, name, value):
+        """The statuses as literals (selectors.open_orders_condition): an account's open
+        orders, newest first, are then a range of `order_open_account_created` read in order,
+        however many orders the account has (docs/performance.md, Growth)."""
         if value is None:
             return queryset
-        return queryset.filter(status__in=OPEN) if value else queryset.exclude(status__in=OPEN)
+        condition = open_orders_condition()
+        return queryset.filter(condition) if value else queryset.exclude(condition)
 
 
 class FillFilter(filters.FilterSet):

@@ -145,8 +145,8 @@ def test_a_user_without_accounts_sees_no_orders_or_fills(api):
 
 
 def _plan_with_only(index: str, table: str, queryset) -> str:
-    """EXPLAIN of `queryset` (or of a statement with one integer parameter, prepared, its
-    generic plan) with every other index of `table` but its primary key dropped (in
+    """EXPLAIN of `queryset` (or of a statement and its parameters as SQL literals, prepared,
+    its generic plan) with every other index of `table` but its primary key dropped (in
     the test's transaction: rolled back) and sequential scans disabled: the plan names `index`
     only if the planner can prove the query implies the index's condition."""
     with connection.cursor() as cursor:
@@ -166,8 +166,10 @@ def _plan_with_only(index: str, table: str, queryset) -> str:
         try:
             if isinstance(queryset, tuple):  # its generic plan: blind to the parameters
                 sql, params = queryset
+                numbered = sql.split("%s")
+                sql = numbered[0] + "".join(f"${n}{part}" for n, part in enumerate(numbered[1:], 1))
                 cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-                cursor.execute(f"PREPARE planned AS {sql.replace('%s', '$1')}")
+                cursor.execute(f"PREPARE planned AS {sql}")
                 try:
                     cursor.execute(f"EXPLAIN EXECUTE planned({', '.join(map(str, params))})")
                     return "\n".join(row[0] for row in cursor.fetchall())
@@ -189,9 +191,56 @@ def test_the_open_order_reads_can_use_the_open_orders_index(trader, statement):
     account = trader.trading_accounts.get()
     # when it is planned with only the partial index to choose from, as the generic plan a
     # prepared statement may take after five runs (blind to its parameters' values)
-    plan = _plan_with_only("order_open_account_instrument", "orders_order", (sql, [account.pk]))
+    plan = _plan_with_only("order_open_account_created", "orders_order", (sql, [account.pk]))
     # then the partial index serves it
-    assert "order_open_account_instrument" in plan, plan
+    assert "order_open_account_created" in plan, plan
+
+
+def test_open_true_lists_the_open_orders_newest_first_and_open_false_the_others(api):
+    # given six orders of one account, the second and the fifth cancelled (no longer open)
+    ids = [submit(api, client_order_id=f"o-{n}")["id"] for n in range(6)]
+    for order_id in (ids[1], ids[4]):
+        assert api.post(f"/api/v1/orders/{order_id}/cancel/").status_code in (200, 202)
+    # when the open and the other orders are listed, in pages of two
+    first = api.get("/api/v1/orders/?open=true&page_size=2").json()
+    second = api.get(first["next"]).json()
+    done = api.get("/api/v1/orders/?open=false").json()["results"]
+    # then the open ones come newest first across the pages, and the others apart
+    assert [o["id"] for o in first["results"] + second["results"]] == [
+        ids[5],
+        ids[3],
+        ids[2],
+        ids[0],
+    ]
+    assert second["next"] is None
+    assert [o["id"] for o in done] == [ids[4], ids[1]]
+    assert {o["status"] for o in done} == {"cancelled"}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("generic", [False, True])
+def test_the_open_orders_page_is_read_in_order_from_the_open_orders_index(trader, generic):
+    """GET /orders/?open=true of a trader: `order_open_account_created` gives the page newest
+    first, so no sort of all the account's open orders (27 ms a page with 625 of them on
+    1,000,000 orders before orders 0011). The statuses are literals: a prepared statement's
+    generic plan can use the index as well."""
+    from orders import selectors
+    from orders.api.filters import OrderFilter
+
+    # given the list's query as the view builds it (visible orders, the open filter, the
+    # cursor page's order and size)
+    visible = selectors.orders_visible_to(trader)
+    queryset = OrderFilter({"open": "true"}, queryset=visible).qs.order_by("-created_at", "-id")
+    page = queryset[:51]
+    # when it is planned with only the partial index to choose from
+    if generic:
+        sql, params = page.query.sql_with_params()
+        plan = _plan_with_only("order_open_account_created", "orders_order", (sql, params))
+    else:
+        plan = _plan_with_only("order_open_account_created", "orders_order", page)
+    # then the index is read in order: no sort
+    assert "order_open_account_created" in plan, plan
+    assert "Sort" not in plan, plan
 
 
 @pytest.mark.postgres
