@@ -40,9 +40,9 @@ OPEN: frozenset[str] = frozenset(
         S.PENDING_CANCEL,
     }
 )
-# The open statuses as SQL literals, for statements that must let the planner prove a partial
-# index's condition (order_open_account_created, order_open_expire_at): a prepared statement's
-# generic plan is blind to its parameters, so `status IN ($1, ...)` cannot use those indexes.
+# The open statuses as SQL literals, for statements that must let the planner prove the
+# condition of the open orders' partial index (order_open_account_created): a prepared
+# statement's generic plan is blind to its parameters, so `status IN ($1, ...)` cannot use it.
 OPEN_LITERALS = ", ".join(f"'{status}'" for status in sorted(OPEN))
 
 # A live order the venue knows about (so a cancel or modify goes to the venue).
