@@ -27,6 +27,29 @@ from .services import order_cancel_many
 from .states import OrderStatus
 
 
+class VenueListFilter(admin.SimpleListFilter):
+    """The venues the registry knows (brokers.registry.venue_names), not Django's
+    AllValuesFieldListFilter: that one reads `SELECT DISTINCT venue` over the whole table on
+    every page of the list (110 ms at 1,000,000 orders; docs/performance.md, Growth)."""
+
+    title = "venue"
+    parameter_name = "venue"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        from brokers.registry import venue_names
+
+        return [(name, name) for name in venue_names()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(venue=self.value()) if self.value() else queryset
+
+
+# No date_hierarchy on the order, fill and event lists: Django's reads `SELECT DISTINCT
+# date_trunc(...)` over every row of the period it shows, on every page (301 ms at 1,000,000
+# events, seconds at 10,000,000). The date list filters (today, past 7 days, this month, this
+# year) read nothing, and `?created_at__year=...&created_at__month=...` still filters.
+
+
 class ReadOnlyAdminMixin:
     """View only: no add, change or delete, for any user."""
 
@@ -125,11 +148,10 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "status",
         ("instrument", admin.RelatedFieldListFilter),
         ("account", admin.RelatedFieldListFilter),
-        "venue",
+        VenueListFilter,
         "created_at",
         "needs_review",
     )
-    date_hierarchy = "created_at"
     list_select_related = ("instrument", "account")
     search_fields = ("client_order_id", "venue_order_id")
     search_help_text = "Exact order id, client order id or venue order id."
@@ -218,12 +240,11 @@ class FillAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = (
         "side",
         "liquidity",
-        "venue",
+        VenueListFilter,
         ("instrument", admin.RelatedFieldListFilter),
         ("account", admin.RelatedFieldListFilter),
         "executed_at",
     )
-    date_hierarchy = "executed_at"
     list_select_related = ("order", "account", "instrument")
     search_fields = ("=venue_execution_id", "=order__client_order_id")
     show_full_result_count = False
@@ -234,7 +255,6 @@ class FillAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class OrderEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("at", "order", "seq", "type", "actor", "correlation_id")
     list_filter = ("type", "at")
-    date_hierarchy = "at"
     list_select_related = ("order",)
     search_fields = ("=correlation_id", "=actor", "=order__client_order_id")
     ordering = ("-at", "-id")

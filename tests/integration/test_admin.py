@@ -110,6 +110,51 @@ def test_order_changelist_loads_with_each_filter(admin_client, book):
     ) == ["desk-a", "desk-b", "desk-c", "desk-d"]
 
 
+@pytest.mark.parametrize(
+    ("url", "table"),
+    [
+        (ORDERS_URL, "orders_order"),
+        ("/admin/orders/fill/", "orders_fill"),
+        ("/admin/orders/orderevent/", "orders_orderevent"),
+    ],
+)
+def test_the_big_lists_read_no_date_drilldown_and_no_distinct_venues(
+    admin_client, book, url, table
+):
+    """Django's date_hierarchy and its AllValuesFieldListFilter read `SELECT DISTINCT` over the
+    whole table on every page (orders 1M: 210 and 110 ms; events 1M: 301 ms): the lists use
+    date list filters and the registry's venues instead (orders/admin.py)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        response = admin_client.get(url)
+    assert response.status_code == 200
+    scans = [
+        q["sql"]
+        for q in captured.captured_queries
+        if table in q["sql"]
+        and (
+            "DATE_TRUNC" in q["sql"].upper()
+            or "django_datetime_trunc" in q["sql"]
+            or ("DISTINCT" in q["sql"] and '"venue"' in q["sql"])
+        )
+    ]
+    assert scans == []
+    if table != "orders_orderevent":  # the venue filter offers the registry's venues
+        assert b"?venue=sim" in response.content
+
+
+def test_the_fill_list_filters_by_venue(admin_client, book):
+    # given the fill of order B at the sim venue
+    # when the fills are listed for the sim venue and for another one
+    sim = admin_client.get("/admin/orders/fill/", {"venue": "sim"}).context["cl"].result_list
+    other = admin_client.get("/admin/orders/fill/", {"venue": "other"}).context["cl"].result_list
+    # then
+    assert [fill.order.client_order_id for fill in sim] == ["desk-b"]
+    assert list(other) == []
+
+
 def test_order_changelist_searches_exact_ids(admin_client, book):
     # then
     assert listed(admin_client, q=str(book["b"].pk)) == ["desk-b"]
