@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from brokers.base import OrderTicket
 from brokers.registry import venue_for
 from brokers.sim.config import walk_spec_for
 from orders.models import Account, Order
@@ -68,6 +69,25 @@ def wide_eur_usd_book(venue) -> Decimal:
     size = Decimal("1000000")
     venue.set_quote("EUR_USD", bid=bid, ask=bid + 100 * tick, bid_size=size, ask_size=size)
     return bid + 50 * tick
+
+
+def venue_ticket(client_order_id: str, symbol: str = "EUR_USD", **terms) -> OrderTicket:
+    """A ticket as the venue receives it (orders.services.order_ticket builds ours): a market
+    IOC buy of 100 on ACC-1 unless `terms` say otherwise; quantities and prices may be given as
+    strings."""
+    fields = {
+        "side": "buy",
+        "type": "market",
+        "time_in_force": "ioc",
+        "quantity": Decimal("100"),
+        "account": "ACC-1",
+        **terms,
+    }
+    fields["quantity"] = Decimal(fields["quantity"])
+    for name in ("limit_price", "stop_price"):
+        if fields.get(name) is not None:
+            fields[name] = Decimal(fields[name])
+    return OrderTicket(client_order_id=client_order_id, symbol=symbol, **fields)
 
 
 def buy_limit_terms(limit: Decimal, client_order_id: str = "") -> OrderTerms:

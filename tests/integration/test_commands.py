@@ -14,7 +14,6 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from brokers.base import OrderTicket
 from brokers.models import SimOrder, SimQuote, SimReport
 from brokers.registry import venue_for
 from brokers.sim import engine
@@ -22,7 +21,7 @@ from brokers.sim.config import walk_spec_for
 from orders.models import Account, Instrument
 from orders.schedules import PREFIX, ScheduleEntry, periodic_tasks_sync
 from orders.services import venue_poll
-from tests.helpers import resting_buy, wide_eur_usd_book
+from tests.helpers import resting_buy, venue_ticket, wide_eur_usd_book
 
 pytestmark = pytest.mark.django_db
 
@@ -382,32 +381,16 @@ def published(monkeypatch):
 def test_run_market_data_steps_every_quote_and_fills_a_crossed_resting_limit(
     instruments, published
 ):
-    # given every instrument quoted, and EUR_USD quoted 100 ticks wide by hand
+    # given every instrument quoted, and EUR_USD quoted 100 ticks wide
     venue = venue_for("sim")
     symbols = sorted(instruments)
     venue.quotes(symbols)
     spec = walk_spec_for("EUR_USD")
-    tick = spec.tick
-    start = SimQuote.objects.get(symbol="EUR_USD")
-    venue.set_quote(
-        "EUR_USD",
-        bid=start.bid,
-        ask=start.bid + 100 * tick,
-        bid_size=D("1000000"),
-        ask_size=D("1000000"),
-    )
     # and a buy limit 50 ticks above the bid, below the wide ask: it rests
-    limit = start.bid + 50 * tick
+    limit = wide_eur_usd_book(venue)
     reports = venue.submit(
-        OrderTicket(
-            client_order_id="md-test-1",
-            symbol="EUR_USD",
-            side="buy",
-            type="limit",
-            time_in_force="gtc",
-            quantity=D("1000"),
-            limit_price=limit,
-            account="ACC-1",
+        venue_ticket(
+            "md-test-1", type="limit", time_in_force="gtc", quantity="1000", limit_price=limit
         )
     )
     assert [report.kind for report in reports] == ["ack"]

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from brokers.base import OrderTicket, ReportKind
+from brokers.base import ReportKind
 from brokers.models import SimOrder, SimReport
 from brokers.sim.venue import SimulatedVenue
 from orders import reconcile, services, tasks
@@ -39,6 +39,7 @@ from tests.helpers import (
     eur_usd_market,
     order_when,
     submit,
+    venue_ticket,
 )
 from tests.workers import Worker, wait_for
 
@@ -95,15 +96,7 @@ def test_a_dropped_fill_report_is_known_to_the_venue_only(instruments, settings)
     venue = SimulatedVenue(config={**settings.SIM_VENUE, "DROP_FILL_REPORT_RATE": 1})
     size = D("1000000")
     venue.set_quote("EUR_USD", bid=D("1.08490"), ask=D("1.08500"), bid_size=size, ask_size=size)
-    ticket = OrderTicket(
-        client_order_id="c-1",
-        symbol="EUR_USD",
-        side="buy",
-        type="market",
-        time_in_force="gtc",
-        quantity=D("1000"),
-        account="ACC-1",
-    )
+    ticket = venue_ticket("c-1", time_in_force="gtc", quantity="1000")
     # when an order fills
     answered = venue.submit(ticket)
     # then the answer and the report stream only carry the ACK

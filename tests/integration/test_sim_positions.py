@@ -10,7 +10,8 @@ import pytest
 from django.db import DatabaseError, connection
 
 from brokers.models import SimOrder, SimPosition, SimQuote, SimReport
-from tests.integration.test_sim_venue_batch import SCENARIO, faulty, market, ticket
+from tests.helpers import venue_ticket
+from tests.integration.test_sim_venue_batch import SCENARIO, faulty, market
 
 pytestmark = pytest.mark.django_db
 
@@ -44,9 +45,9 @@ def test_every_way_of_filling_moves_the_positions(venue):
     market(venue)
     # a batch of every kind of arrival, for two accounts
     venue.submit_many(SCENARIO)
-    venue.submit_many([ticket("b-1", account="ACC-2", side="sell", quantity="50")])
+    venue.submit_many([venue_ticket("b-1", account="ACC-2", side="sell", quantity="50")])
     # a lone submit
-    venue.submit(ticket("s-1", "AAPL", quantity="20"))
+    venue.submit(venue_ticket("s-1", "AAPL", quantity="20"))
     # a quote step that reaches the resting limit e-2 (buy at 1.08000) and the stop e-6
     venue.set_quote(
         "EUR_USD", bid=D("1.07990"), ask=D("1.08000"), bid_size=D(1000), ask_size=D(1000)
@@ -66,7 +67,7 @@ def test_every_way_of_filling_moves_the_positions(venue):
 def test_a_fill_whose_report_was_dropped_still_moves_the_position(settings, instruments):
     venue = faulty(settings, DROP_FILL_REPORT_RATE=1)
     market(venue)
-    assert [r.kind for r in venue.submit(ticket("d-1", quantity="100"))] == ["ack"]
+    assert [r.kind for r in venue.submit(venue_ticket("d-1", quantity="100"))] == ["ack"]
     assert venue.positions(account="ACC-1") == {"EUR_USD": D(100)}
 
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from brokers.base import ExecutionReport, OrderTicket, ReportKind, VenueTransientError
 from brokers.models import SimOrder, SimPosition, SimQuote, SimReport
 from brokers.sim.venue import SimulatedVenue
+from tests.helpers import venue_ticket
 
 pytestmark = pytest.mark.django_db
 
@@ -47,36 +48,20 @@ def market(venue: SimulatedVenue, *, eur_usd_size: str = "1000", aapl_size: str 
     )
 
 
-def ticket(client_order_id: str, symbol: str = "EUR_USD", **terms) -> OrderTicket:
-    fields = {
-        "side": "buy",
-        "type": "market",
-        "time_in_force": "ioc",
-        "quantity": D("100"),
-        "account": "ACC-1",
-        **terms,
-    }
-    fields["quantity"] = D(fields["quantity"])
-    for name in ("limit_price", "stop_price"):
-        if fields.get(name) is not None:
-            fields[name] = D(fields[name])
-    return OrderTicket(client_order_id=client_order_id, symbol=symbol, **fields)
-
-
 # Every kind of arrival: market IOC, a limit that rests, a limit that crosses, a FOK that
 # cannot fill, a partial fill against what is left, stops triggered and not, a GTC market
 # remainder that keeps working, an IOC on an empty side; two symbols.
 SCENARIO = [
-    ticket("e-1", quantity="400"),
-    ticket("e-2", type="limit", time_in_force="gtc", quantity="500", limit_price="1.08000"),
-    ticket("e-3", type="limit", time_in_force="gtc", quantity="500", limit_price="1.08600"),
-    ticket("a-1", "AAPL", side="sell", time_in_force="gtc", quantity="500"),
-    ticket("e-4", time_in_force="fok", quantity="200"),
-    ticket("e-5", type="limit", quantity="300", limit_price="1.08500"),
-    ticket("e-6", side="sell", type="stop", time_in_force="gtc", stop_price="1.08495"),
-    ticket("e-7", type="stop", time_in_force="gtc", stop_price="1.09000"),
-    ticket("a-2", "AAPL", side="sell", quantity="10"),
-    ticket(
+    venue_ticket("e-1", quantity="400"),
+    venue_ticket("e-2", type="limit", time_in_force="gtc", quantity="500", limit_price="1.08000"),
+    venue_ticket("e-3", type="limit", time_in_force="gtc", quantity="500", limit_price="1.08600"),
+    venue_ticket("a-1", "AAPL", side="sell", time_in_force="gtc", quantity="500"),
+    venue_ticket("e-4", time_in_force="fok", quantity="200"),
+    venue_ticket("e-5", type="limit", quantity="300", limit_price="1.08500"),
+    venue_ticket("e-6", side="sell", type="stop", time_in_force="gtc", stop_price="1.08495"),
+    venue_ticket("e-7", type="stop", time_in_force="gtc", stop_price="1.09000"),
+    venue_ticket("a-2", "AAPL", side="sell", quantity="10"),
+    venue_ticket(
         "a-3",
         "AAPL",
         type="stop_limit",
@@ -220,7 +205,7 @@ def generated_ticket(number: int, terms: tuple) -> OrderTicket:
         for name in ("limit_price", "stop_price")
         if name in order
     }
-    return ticket(
+    return venue_ticket(
         f"t-{number}",
         symbol,
         side=side,
@@ -252,13 +237,13 @@ def test_for_any_tickets_a_batch_is_the_same_as_one_submit_each(venue, terms):
 def test_a_known_or_repeated_client_order_id_answers_the_first_order(venue):
     # given an order already at the venue
     market(venue, eur_usd_size="1000000")
-    first = list(venue.submit(ticket("known", quantity="1000")))
+    first = list(venue.submit(venue_ticket("known", quantity="1000")))
     # when a batch carries it again (other terms), and a new order twice
     answered = venue.submit_many(
         [
-            ticket("known", quantity="5000"),
-            ticket("new", type="limit", time_in_force="gtc", limit_price="1.08000"),
-            ticket("new", quantity="7000"),
+            venue_ticket("known", quantity="5000"),
+            venue_ticket("new", type="limit", time_in_force="gtc", limit_price="1.08000"),
+            venue_ticket("new", quantity="7000"),
         ]
     )
     # then each client order id is one order, answered with its first reports
@@ -277,7 +262,11 @@ def test_an_unknown_symbol_rejects_its_ticket_only(venue):
     market(venue)
     # when a batch carries a symbol the venue does not trade between two good tickets
     answered = venue.submit_many(
-        [ticket("good-1"), ticket("bad", symbol="NOPE_USD"), ticket("good-2", "AAPL")]
+        [
+            venue_ticket("good-1"),
+            venue_ticket("bad", symbol="NOPE_USD"),
+            venue_ticket("good-2", "AAPL"),
+        ]
     )
     # then that ticket alone is rejected, with no order at the venue, and the others placed
     [rejected] = [report for report in answered if report.client_order_id == "bad"]
@@ -304,7 +293,7 @@ def test_terms_the_venue_cannot_read_reject_their_ticket_only(venue):
     market(venue)
     # when a batch carries a limit order without its price between two good tickets
     answered = venue.submit_many(
-        [ticket("good-1"), ticket("bad", type="limit"), ticket("good-2", "AAPL")]
+        [venue_ticket("good-1"), venue_ticket("bad", type="limit"), venue_ticket("good-2", "AAPL")]
     )
     # then that ticket alone is rejected, with no order at the venue, and the others placed
     assert [(report.client_order_id, report.kind) for report in answered] == [
@@ -345,7 +334,7 @@ def test_a_lost_answer_fails_the_batch_but_the_orders_are_placed(venue, settings
     lossy = faulty(settings, TIMEOUT_RATE=1)
     # when a batch is sent
     with pytest.raises(VenueTransientError):
-        lossy.submit_many([ticket("t-1"), ticket("t-2", "AAPL", quantity="50")])
+        lossy.submit_many([venue_ticket("t-1"), venue_ticket("t-2", "AAPL", quantity="50")])
     # then asking for each order finds it placed and filled
     for client_order_id, quantity in (("t-1", D("100")), ("t-2", D("50"))):
         state = venue.order_status(client_order_id=client_order_id)
@@ -374,7 +363,7 @@ def test_a_dropped_fill_report_is_left_out_of_the_answer_but_known_to_the_venue(
     market(venue)
     silent = faulty(settings, DROP_FILL_REPORT_RATE=1)
     # when a batch of market orders fills
-    answered = silent.submit_many([ticket("t-1"), ticket("t-2", "AAPL", quantity="50")])
+    answered = silent.submit_many([venue_ticket("t-1"), venue_ticket("t-2", "AAPL", quantity="50")])
     # then the answer and the report stream carry only the ACKs
     assert [(report.client_order_id, report.kind) for report in answered] == [
         ("t-1", ReportKind.ACK),
@@ -394,7 +383,7 @@ def test_with_one_seed_a_batch_draws_its_rejections_and_dropped_fills_as_submit_
     # given two venues of one seed that reject about half the orders and drop about half the
     # fill reports
     rates = {"SEED": 7, "REJECT_RATE": 0.5, "DROP_FILL_REPORT_RATE": 0.5}
-    tickets = [ticket(f"t-{number}", quantity="10") for number in range(12)]
+    tickets = [venue_ticket(f"t-{number}", quantity="10") for number in range(12)]
     # when one takes the tickets in a batch and the other one by one, on identical markets
     market(faulty(settings, **rates), eur_usd_size="1000000")
     batch = outcome(list(faulty(settings, **rates).submit_many(tickets)))
@@ -426,7 +415,7 @@ def batch_of(size: int, prefix: str) -> list[OrderTicket]:
             terms = {"type": "limit", "time_in_force": "gtc", "limit_price": price}
         else:
             terms = {}
-        tickets.append(ticket(f"{prefix}-{number}", symbol, quantity="1", **terms))
+        tickets.append(venue_ticket(f"{prefix}-{number}", symbol, quantity="1", **terms))
     return tickets
 
 
@@ -506,7 +495,7 @@ def race(*calls) -> list:
 def test_two_deliveries_of_one_order_at_once_make_one_order(instruments, settings):
     # given a market, and one ticket delivered twice at the same moment (a retry racing)
     market(SimulatedVenue(name="sim", config=settings.SIM_VENUE))
-    delivered = ticket("raced", quantity="400")
+    delivered = venue_ticket("raced", quantity="400")
     first, second = (SimulatedVenue(name="sim", config=settings.SIM_VENUE) for _ in range(2))
     # when both submit at once
     answers = race(lambda: first.submit(delivered), lambda: second.submit(delivered))
@@ -527,7 +516,10 @@ def test_two_deliveries_of_one_batch_at_once_make_each_order_once(instruments, s
     # given a market, and one batch over two symbols delivered twice at the same moment,
     # the second with its tickets in the other order
     market(SimulatedVenue(name="sim", config=settings.SIM_VENUE))
-    tickets = [ticket("b-1", quantity="400"), ticket("b-2", "AAPL", side="sell", quantity="50")]
+    tickets = [
+        venue_ticket("b-1", quantity="400"),
+        venue_ticket("b-2", "AAPL", side="sell", quantity="50"),
+    ]
     first, second = (SimulatedVenue(name="sim", config=settings.SIM_VENUE) for _ in range(2))
     # when both submit at once
     answers = race(

@@ -36,7 +36,7 @@ def test_a_venue_call_runs_its_transaction_so(instruments, monkeypatch):
     """The venue's submit, seen from inside its transaction."""
     from brokers.registry import venue_for
     from brokers.sim import venue as sim
-    from tests.integration.test_sim_venue_batch import ticket
+    from tests.helpers import venue_ticket
 
     seen = []
     lock = sim.SimulatedVenue._lock_quotes
@@ -46,7 +46,7 @@ def test_a_venue_call_runs_its_transaction_so(instruments, monkeypatch):
         return lock(self, symbols)
 
     monkeypatch.setattr(sim.SimulatedVenue, "_lock_quotes", spy)
-    resting = ticket("c0de", type="limit", time_in_force="gtc", limit_price="1.00000")
+    resting = venue_ticket("c0de", type="limit", time_in_force="gtc", limit_price="1.00000")
     reports = venue_for("sim").submit_many([resting])
     assert seen == ["off"]
     assert reports and synchronous_commit() == "on"
