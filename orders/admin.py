@@ -12,6 +12,8 @@ from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
+from brokers.registry import venue_names
+
 from . import actors
 from .models import (
     Account,
@@ -36,8 +38,6 @@ class VenueListFilter(admin.SimpleListFilter):
     parameter_name = "venue"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        from brokers.registry import venue_names
-
         return [(name, name) for name in venue_names()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:

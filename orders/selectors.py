@@ -186,6 +186,8 @@ def open_orders_condition() -> RawSQL:
     statuses written as literals (states.OPEN_LITERALS): a filter the partial index of open
     orders (`order_open_account_created`) can serve in a prepared statement's generic plan
     too, which `status__in=OPEN` (parameters) cannot. A condition: `.filter()` and
-    `.exclude()` take it."""
+    `.exclude()` take it. For a queryset handed on (DRF's filters and cursor pagination);
+    a read that runs its own rows goes through `tradingsite.bulk.QueryTemplate`, which writes
+    every constant as a literal (the expiry sweep)."""
     column = f'"{Order._meta.db_table}"."status"'
     return RawSQL(f"{column} IN ({OPEN_LITERALS})", (), output_field=BooleanField())
