@@ -6,11 +6,14 @@ edited here directly."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
+from django.utils.functional import cached_property
 
 from brokers.registry import venue_names
 
@@ -42,6 +45,53 @@ class VenueListFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         return queryset.filter(venue=self.value()) if self.value() else queryset
+
+
+class CappedCountPaginator(Paginator):
+    """Counts a list's rows up to CAP and no further: `SELECT COUNT(*) FROM (SELECT ... LIMIT
+    CAP + 1)` instead of Django's count of the whole filtered table on every page (57 ms at
+    1,000,000 events, over half a second at 10,000,000). Beyond CAP the list shows its first
+    CAP rows' pages and reads "more than CAP" (templates/admin/orders/); a filter (the date,
+    the type, a search) narrows it. The count reads the rows of the list's own query, so an
+    index that serves the filter serves the count."""
+
+    cap = 10_000
+
+    @cached_property
+    def _counted(self) -> int:
+        return self.object_list.order_by()[: self.cap + 1].count()
+
+    @cached_property
+    def count(self) -> int:
+        return min(self._counted, self.cap)
+
+    @property
+    def capped(self) -> bool:
+        return self._counted > self.cap
+
+
+def _exact_search(
+    queryset: QuerySet[Any], search_term: str, condition: Callable[[str], Q]
+) -> tuple[QuerySet[Any], bool]:
+    """The big lists' search: an exact term, each field it may be matched through an index.
+    Django's `search_fields` OR every field (and the joined order's client id) into one
+    condition no index serves: a search of 10,000,000 events read all of them (8.5 s)."""
+    term = search_term.strip()
+    if not term:
+        return queryset, False
+    return queryset.filter(condition(term)), False
+
+
+def _orders_with_client_id(term: str) -> Q:
+    """Orders whose client order id is `term`, in any account: the unique (account,
+    client_order_id) index probed once an account (a client id alone is not its prefix)."""
+    return Q(
+        account_id__in=list(Account.objects.values_list("pk", flat=True)), client_order_id=term
+    )
+
+
+def _order_ids_with_client_id(term: str) -> list[Any]:
+    return list(Order.objects.filter(_orders_with_client_id(term)).values_list("pk", flat=True))
 
 
 # No date_hierarchy on the order, fill and event lists: Django's reads `SELECT DISTINCT
@@ -184,16 +234,17 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Order], search_term: str
     ) -> tuple[QuerySet[Order], bool]:
-        # Exact matches only: a substring search would scan the whole order table.
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        condition = Q(client_order_id=term) | Q(venue_order_id=term)
-        try:
-            condition |= Q(pk=uuid.UUID(term))
-        except ValueError:
-            pass
-        return queryset.filter(condition), False
+        # Exact matches only, each through an index: a substring search, or a client id or
+        # venue order id without its index's leading column, would scan the whole table.
+        def condition(term: str) -> Q:
+            matches = _orders_with_client_id(term) | Q(venue__in=venue_names(), venue_order_id=term)
+            try:
+                matches |= Q(pk=uuid.UUID(term))
+            except ValueError:
+                pass
+            return matches
+
+        return _exact_search(queryset, search_term, condition)
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         # Cancelling is the one write the desk makes here; Django's "change order" permission
@@ -246,20 +297,53 @@ class FillAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "executed_at",
     )
     list_select_related = ("order", "account", "instrument")
-    search_fields = ("=venue_execution_id", "=order__client_order_id")
+    search_fields = ("venue_execution_id", "order__client_order_id")
+    search_help_text = "Exact venue execution id or client order id."
     show_full_result_count = False
+    paginator = CappedCountPaginator
     list_per_page = 100
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Fill], search_term: str
+    ) -> tuple[QuerySet[Fill], bool]:
+        return _exact_search(
+            queryset,
+            search_term,
+            lambda term: (
+                Q(venue__in=venue_names(), venue_execution_id=term)
+                | Q(order_id__in=_order_ids_with_client_id(term))
+            ),
+        )
 
 
 @admin.register(OrderEvent)
 class OrderEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("at", "order", "seq", "type", "actor", "correlation_id")
+    # `type` offers states.EventType (the field's choices): nothing read to list them.
     list_filter = ("type", "at")
     list_select_related = ("order",)
-    search_fields = ("=correlation_id", "=actor", "=order__client_order_id")
+    search_fields = ("correlation_id", "actor", "order__client_order_id")
+    search_help_text = (
+        "Exact correlation id (X-Request-ID), actor (user:<name>, worker, ...) or client order id."
+    )
     ordering = ("-at", "-id")
     show_full_result_count = False
+    paginator = CappedCountPaginator
     list_per_page = 100
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[OrderEvent], search_term: str
+    ) -> tuple[QuerySet[OrderEvent], bool]:
+        # order_event_correlation, order_event_actor_at and the events' (order, seq) index.
+        return _exact_search(
+            queryset,
+            search_term,
+            lambda term: (
+                Q(correlation_id=term)
+                | Q(actor=term)
+                | Q(order_id__in=_order_ids_with_client_id(term))
+            ),
+        )
 
 
 @admin.register(Position)

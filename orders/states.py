@@ -26,6 +26,33 @@ class OrderStatus(models.TextChoices):
 
 S = OrderStatus
 
+
+class EventType(models.TextChoices):
+    """Every type of OrderEvent the services write (`orders.services`; the bench's growth
+    generator writes the same). The admin's event list offers these as its type filter
+    instead of reading the distinct types of the whole audit trail on every page; the test
+    suite's replay check (tests/conftest.py) fails on an event of a type not listed here."""
+
+    CREATED = "created"
+    VALIDATED = "validated"
+    RISK_REJECTED = "risk_rejected"
+    PENDING_SUBMIT = "pending_submit"
+    # The state table's `submitted` (sent, not yet acknowledged), for a venue that reports it.
+    SUBMITTED = "submitted"
+    ACKNOWLEDGED = "acknowledged"
+    FILL = "fill"
+    LATE_FILL = "late_fill"
+    MODIFY_REQUESTED = "modify_requested"
+    MODIFIED = "modified"
+    MODIFY_REJECTED = "modify_rejected"
+    PENDING_CANCEL = "pending_cancel"
+    CANCEL_REJECTED = "cancel_rejected"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+    PARKED = "parked"
+
+
 TERMINAL: frozenset[str] = frozenset({S.FILLED, S.CANCELLED, S.REJECTED, S.EXPIRED})
 
 # Working at the venue (or about to be): what cancel-all, expiry and polling look at.

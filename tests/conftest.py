@@ -172,7 +172,8 @@ def celery_worker(django_db_setup, django_db_blocker):
 @pytest.fixture(autouse=True)
 def _every_order_replays_from_its_events(request):
     """After every test that touched the database: each order's events, replayed, give
-    exactly its stored state. So every path the tests take is proven replayable."""
+    exactly its stored state, and each event's type is one of states.EventType (the admin's
+    type filter offers those). So every path the tests take is proven replayable."""
     yield
     marker = request.node.get_closest_marker("django_db")
     uses_db = marker is not None or {"db", "transactional_db"} & set(request.fixturenames)
@@ -182,6 +183,7 @@ def _every_order_replays_from_its_events(request):
 
     from orders.models import Order
     from orders.replay import order_state, replay
+    from orders.states import EventType
 
     # One snapshot for the orders and their events: a live worker may commit between the two
     # reads. (Inside a test's own transaction the snapshot is that transaction's.)
@@ -193,4 +195,8 @@ def _every_order_replays_from_its_events(request):
         for order in orders:
             assert replay(order.events.all()) == order_state(order), (
                 f"order {order.id} does not replay"
+            )
+            unlisted = {event.type for event in order.events.all()} - set(EventType.values)
+            assert not unlisted, (
+                f"order {order.id} has events of types not in EventType: {unlisted}"
             )

@@ -242,7 +242,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # Other "status" choice sets (reconciliation runs) must not rename the orders' StatusEnum.
-    "ENUM_NAME_OVERRIDES": {"StatusEnum": "orders.states.OrderStatus"},
+    "ENUM_NAME_OVERRIDES": {
+        "StatusEnum": "orders.states.OrderStatus",
+        "TypeEnum": "orders.models.OrderType",  # the order's type; its name since the start
+        "EventTypeEnum": "orders.states.EventType",
+    },
 }
 
 # --- the order path ---------------------------------------------------------------------------
