@@ -991,14 +991,14 @@ def captured_select(path: str, token: str, table: str) -> str:
 def explain_all(token: str) -> dict[str, dict[str, Any]]:
     """EXPLAIN the hot queries of the order path on the loaded tables, built as the code
     builds them (the querysets of orders.services, orders.lock_objects, risk.selectors; the
-    list pages' SQL as the API ran it)."""
+    list pages' SQL as the API ran it; the admin's event list, `explain_admin`)."""
     from django.conf import settings
-    from django.db.models import Count, Sum
     from django.utils import timezone
 
     from orders import services
     from orders.models import Account, Fill, Order, OrderEvent
     from orders.states import OPEN, OrderStatus
+    from risk import selectors as risk_selectors
 
     account = Account.objects.get(code="BENCH-000")
     old = (
@@ -1068,12 +1068,11 @@ def explain_all(token: str) -> dict[str, dict[str, Any]]:
             .exclude(status=OrderStatus.PENDING_CANCEL)
             .values_list("pk", flat=True)[:1000],
         ),
-        # risk.selectors.open_order_totals (the gate's snapshot when a limit needs it)
-        "risk_open_order_totals": explain_queryset(
-            "risk_open_order_totals",
-            Order.objects.filter(account=account, status__in=list(OPEN))
-            .values("instrument__symbol", "side")
-            .annotate(remaining=Sum("remaining_quantity"), n=Count("id")),
+        # risk.selectors.working_orders (the gate's snapshot when a limit needs it): its SQL,
+        # the statuses as literals (until 2026-12-05 this explained an ORM stand-in with the
+        # statuses as parameters, which the code no longer runs: 11.6-14.4 ms)
+        "risk_working_orders": explain_sql(
+            "risk_working_orders", risk_selectors._WORKING_SQL % int(account.pk)
         ),
         # GET /api/v1/fills/ for a trader, first page
         "fill_list": explain_sql(
@@ -1088,7 +1087,47 @@ def explain_all(token: str) -> dict[str, dict[str, Any]]:
             )[:51],
         ),
     }
+    plans.update(explain_admin(old["id"]))
     return plans
+
+
+def explain_admin(order_id: Any) -> dict[str, dict[str, Any]]:
+    """The admin's event list on the loaded trail, built by orders.admin: its first page, its
+    capped count, and its search by a correlation id, an actor and a client order id."""
+    from django.contrib import admin as django_admin
+    from django.test import RequestFactory
+
+    from orders.admin import CappedCountPaginator, OrderEventAdmin
+    from orders.models import Order, OrderEvent
+
+    events = OrderEventAdmin(OrderEvent, django_admin.site)
+    ordering = events.get_ordering(None)
+    correlation_id = (
+        OrderEvent.objects.filter(order_id=order_id)
+        .exclude(correlation_id="")
+        .values_list("correlation_id", flat=True)
+        .first()
+    )
+    client_order_id = Order.objects.values_list("client_order_id", flat=True).get(pk=order_id)
+
+    def search(term: str) -> Any:
+        found, _ = events.get_search_results(
+            RequestFactory().get("/"), OrderEvent.objects.all(), term
+        )
+        return found.order_by(*ordering)[: events.list_per_page]
+
+    plans = {
+        "admin_events_page": OrderEvent.objects.order_by(*ordering)[: events.list_per_page],
+        "admin_event_search_correlation_id": search(correlation_id or "none"),
+        "admin_event_search_actor": search("user:bench000"),
+        "admin_event_search_client_order_id": search(client_order_id),
+    }
+    explained = {name: explain_queryset(name, queryset) for name, queryset in plans.items()}
+    capped = OrderEvent.objects.order_by()[: CappedCountPaginator.cap + 1]
+    explained["admin_events_count"] = explain_sql(
+        "admin_events_count", f"SELECT COUNT(*) FROM ({capped.query}) counted"
+    )
+    return explained
 
 
 # --- the venue's matching cost -----------------------------------------------------------------
