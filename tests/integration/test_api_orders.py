@@ -247,6 +247,26 @@ def test_compliance_reads_every_account_but_cannot_trade_them(api, db):
     assert carol.post(f"/api/v1/orders/{order_id}/cancel/").status_code == 404
 
 
+def test_compliance_finds_an_order_by_client_id_in_any_account(api, db):
+    """Every account's orders, including an account created after the first lookup."""
+    from django.contrib.auth.models import Group
+
+    from tests.conftest import make_trader
+
+    order_id = submit(api).json()["id"]
+    officer = make_trader("carol")
+    officer.groups.add(Group.objects.create(name="compliance"))
+    carol = client_for(officer)
+    by_id = "/api/v1/orders/by-client-id/strat7-000123/"
+    assert carol.get(by_id).json()["id"] == order_id
+    assert carol.get("/api/v1/orders/by-client-id/nope/").status_code == 404
+    # the same client id on a new account of another trader: now ambiguous without ?account=
+    other = client_for(make_trader("dave", "ACC-9"))
+    assert submit(other, account="ACC-9").status_code == 201
+    assert carol.get(by_id).json()["error"]["code"] == "account_required"
+    assert carol.get(f"{by_id}?account=ACC-1").json()["id"] == order_id
+
+
 def test_reading_follows_group_and_account_grants_as_they_change(api, other_trader):
     """Who reads which account is cached (tradingsite/refdata.py): a grant or a group
     membership given or taken away counts from the next request."""

@@ -4,6 +4,7 @@ on PostgreSQL, that each partial index's condition is implied by the query it is
 partial index whose condition the planner cannot prove is silently never used)."""
 
 import importlib
+import re
 from datetime import timedelta
 from decimal import Decimal
 from itertools import product
@@ -316,3 +317,24 @@ def test_a_foreign_key_is_served_by_a_composite_index_and_has_none_of_its_own(ta
         leading = dict(cursor.fetchall())
     assert leading, f"no index leads with {table}.{column}"
     assert all(columns > 1 for columns in leading.values()), leading
+
+
+@pytest.mark.postgres
+def test_a_client_order_id_across_accounts_probes_the_unique_key_per_account(db):
+    """selectors.client_order_id_condition: `client_order_id = x` alone is no prefix of the
+    unique (account, client_order_id) index; with every account's id it is probed once an
+    account (the admin's searches)."""
+    from django.db import transaction
+
+    from orders.selectors import client_order_id_condition
+
+    make_trader("alice", "ACC-1", "ACC-2")
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        probed = Order.objects.filter(client_order_id_condition("c-1")).explain()
+        alone = Order.objects.filter(client_order_id="c-1").explain()
+    # an index probed by account (the unique key, or the account's own index with the
+    # client id filtered, as the statistics of the moment have it), never a whole scan
+    assert re.search(r"Index Cond: \(+account_id = ANY", probed), probed
+    assert "Seq Scan on orders_order" not in probed, probed
+    assert "account_id" not in alone  # the whole index read, or the table
