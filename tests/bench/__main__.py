@@ -327,11 +327,13 @@ def pair_growths(curve: list[dict[str, Any]]) -> list[float]:
         if level.get("pair") is not None and level["traders"] in PAIRED and p99 is not None:
             pairs.setdefault(level["pair"], {})[level["traders"]] = p99
     low, high = PAIRED
-    return [
-        round((levels[high] / levels[low] - 1) * 100, 1)
-        for _, levels in sorted(pairs.items())
-        if levels.get(low) and high in levels
-    ]
+    growths = (growth_pct(levels.get(low), levels.get(high)) for _, levels in sorted(pairs.items()))
+    return [growth for growth in growths if growth is not None]
+
+
+def growth_pct(p99_20: float | None, p99_200: float | None) -> float | None:
+    """The concurrency growth of two p99s: (p99@200 / p99@20 - 1) x 100, one decimal."""
+    return round((p99_200 / p99_20 - 1) * 100, 1) if p99_20 and p99_200 is not None else None
 
 
 def headline(run: dict[str, Any]) -> dict[str, float | None]:
@@ -340,10 +342,7 @@ def headline(run: dict[str, Any]) -> dict[str, float | None]:
     if growths:
         growth: float | None = statistics.median(growths)
     else:  # runs recorded before the pairs (--summarize of an older file): one window a level
-        curve = {level["traders"]: level for level in run.get("curve", [])}
-        p20 = curve.get(20, {}).get("submit_p99_ms")
-        p200 = curve.get(200, {}).get("submit_p99_ms")
-        growth = (p200 / p20 - 1) * 100 if p20 and p200 is not None else None
+        growth = pooled_growth({level["traders"]: level for level in run.get("curve", [])})
     submit, fill = run.get("submit", {}), run.get("fill", {})
     single, batch = run.get("single", {}), run.get("batch", {})
     events = [e for e in (single.get("events_per_s"), batch.get("events_per_s")) if e is not None]
@@ -421,10 +420,11 @@ def pair_summary(growths: list[float]) -> dict[str, Any]:
 
 
 def pooled_growth(pooled: dict[int, dict[str, Any]]) -> float | None:
-    """concurrency_p99_growth_pct from the pooled samples: (p99@200 / p99@20 - 1) x 100."""
-    p20 = pooled.get(20, {}).get("submit_p99_ms")
-    p200 = pooled.get(200, {}).get("submit_p99_ms")
-    return round((p200 / p20 - 1) * 100, 1) if p20 and p200 is not None else None
+    """concurrency_p99_growth_pct of one p99 a level (traders -> its figures): the samples
+    pooled per level, or an older file's one window a level."""
+    return growth_pct(
+        pooled.get(20, {}).get("submit_p99_ms"), pooled.get(200, {}).get("submit_p99_ms")
+    )
 
 
 LEVEL_FIELDS = (
