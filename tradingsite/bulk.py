@@ -26,15 +26,26 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import AutoField, BigAutoField, Field, JSONField, Model
 from psycopg import sql as pg_sql
 from psycopg.types.json import Jsonb
 
 
+def _db() -> BaseDatabaseWrapper:
+    """The default database's connection itself. Django's `connection` is a proxy that looks
+    the connection up again, in a thread- and task-local, at every attribute read (1.2 µs
+    here, against 0.03 for the connection itself), and the code below reads it for every value
+    it converts and hands it to Django's field conversions, which read it again: 6.5 % of a
+    worker child's CPU at 333 orders/s (py-spy --gil). Each function looks it up once."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
 def rows_update(objects: Sequence[Model], fields: Sequence[str]) -> int:
     """Write `fields` of every object (same model, saved already) in one statement. Answers
     the number of rows updated."""
+    connection = _db()
     if not objects or not fields:
         return 0
     if connection.vendor != "postgresql":
@@ -72,6 +83,7 @@ class _UpdateShape:
     rows as one JSON document, and (for values JSON cannot carry) as VALUES rows."""
 
     def __init__(self, model: type[Model], fields: tuple[str, ...]) -> None:
+        connection = _db()
         meta = model._meta
         quote = connection.ops.quote_name
         columns = [meta.pk, *(meta.get_field(name) for name in fields)]
@@ -127,6 +139,7 @@ class _InsertShape:
     document."""
 
     def __init__(self, model: type[Model]) -> None:
+        connection = _db()
         meta = model._meta
         quote = connection.ops.quote_name
         self.generated = isinstance(meta.pk, AutoField | BigAutoField)
@@ -175,6 +188,7 @@ def rows_insert_sql(objects: Sequence[Model]) -> tuple[str, list[Any]]:
     """The INSERT of new rows of one model (their keys not read back), for a caller that adds
     a clause to it (ON CONFLICT) or sends it with another write: on PostgreSQL the rows as one
     JSON document, elsewhere VALUES rows of values prepared as the ORM prepares them."""
+    connection = _db()
     if connection.vendor == "postgresql":
         sql, params, _ = _insert_sql(objects, returning=False)
         return sql, params
@@ -233,6 +247,7 @@ def _sendable(fields: Sequence[Field]) -> list[tuple[Field, bool]]:
 def _array_types(fields: Sequence[Field]) -> list[str] | None:
     """The array element type of each field's column, or None when one cannot travel as an
     array (the conditions Django's PostgreSQL insert compiler checks for its UNNEST)."""
+    connection = _db()
     eligible = all(
         not hasattr(field, "get_placeholder")
         and (field.target_field if field.is_relation else field).get_internal_type()
@@ -262,6 +277,7 @@ class RowWrites:
             self.inserts.append(list(objects))
 
     def flush(self) -> None:
+        connection = _db()
         updates, inserts = self.updates, self.inserts
         self.updates, self.inserts = [], []
         if connection.vendor != "postgresql":
@@ -301,6 +317,7 @@ def rows_insert(*groups: Sequence[Model], savepoint: bool = True) -> None:
 
 
 def _insert(*groups: Sequence[Model], savepoint: bool) -> None:
+    connection = _db()
     groups = tuple(group for group in groups if group)
     if not groups:
         return
@@ -342,7 +359,7 @@ def _mark_saved(objects: Sequence[Model]) -> None:
     """What bulk_create leaves on the objects it inserted: saved, in this database."""
     for obj in objects:
         obj._state.adding = False
-        obj._state.db = connection.alias
+        obj._state.db = DEFAULT_DB_ALIAS
 
 
 _AS_IS = (str, int, Decimal, UUID)
@@ -359,7 +376,7 @@ def _copy_value(field: Field, value: object, plain: bool) -> object:
     if value is None or (plain and isinstance(value, _AS_IS)):
         return value
     if not (plain and isinstance(value, datetime) and value.tzinfo is not None):
-        value = field.get_db_prep_save(value, connection)
+        value = field.get_db_prep_save(value, _db())
     if isinstance(value, datetime) and value.tzinfo is not None and value.tzinfo is not UTC:
         return value.astimezone(UTC)
     return value
@@ -373,6 +390,7 @@ Converters = list[tuple[int, Any, list[Any]]]
 
 
 def _converters(fields: Sequence[Field], alias: str) -> Converters:
+    connection = _db()
     found = []
     for i, field in enumerate(fields):
         col = field.get_col(alias)
@@ -382,7 +400,7 @@ def _converters(fields: Sequence[Field], alias: str) -> Converters:
     return found
 
 
-def _convert(values: list[Any], converters: Converters) -> None:
+def _convert(values: list[Any], converters: Converters, connection: BaseDatabaseWrapper) -> None:
     for i, col, functions in converters:
         for convert in functions:
             values[i] = convert(values[i], col, connection)
@@ -393,6 +411,7 @@ class _Shape:
     how to turn a row back into instances: built once per model and relations."""
 
     def __init__(self, model: type[Model], related: tuple[str, ...]) -> None:
+        connection = _db()
         quote = connection.ops.quote_name
         meta = model._meta
         self.model = model
@@ -428,7 +447,9 @@ class _Shape:
         columns = f"{self.columns}, {extra}" if extra else self.columns
         return f"SELECT {columns} FROM {source} t0 {self.joins}".rstrip()
 
-    def instances(self, rows: Sequence[Sequence[Any]]) -> list[Model]:
+    def instances(
+        self, rows: Sequence[Sequence[Any]], connection: BaseDatabaseWrapper
+    ) -> list[Model]:
         found = []
         alias = connection.alias
         for row in rows:
@@ -437,7 +458,7 @@ class _Shape:
             for part_model, fields, converters, link in self.parts:
                 values = list(row[start : start + len(fields)])
                 start += len(fields)
-                _convert(values, converters)
+                _convert(values, converters, connection)
                 obj = part_model.from_db(alias, [f.attname for f in fields], values)
                 if first is None:
                     first = obj
@@ -469,13 +490,14 @@ def rows_select_from(
     one statement: orders/lock_objects.py). Answers them and the value of `along`, an
     expression that does not depend on the row (a scalar subquery: computed once) read in
     the same statement, or None (no `along`, or no row)."""
+    connection = _db()
     shape = _shape(model, related)
     sql = f"{with_} {shape.select_from(source, along)}".strip()
     with connection.cursor() as cursor:
         cursor.execute(sql, list(params))
         rows = cursor.fetchall()
     value = rows[0][-1] if along and rows else None
-    return shape.instances(rows), value  # instances() reads the model's columns only
+    return shape.instances(rows, connection), value  # the model's columns only
 
 
 def rows_select(
@@ -494,16 +516,19 @@ def rows_select(
     database has row locks). One SELECT built as a string, once per shape: the hot paths'
     reads, where the ORM's query compiler cost about 0.7 ms of CPU per query here, more than
     the query itself."""
+    connection = _db()
     shape = _shape(model, related)
-    found = _where(model, where)
+    found = _where(model, where, connection)
     if found is None:
         return []
     conditions, params = found
-    sql = shape.sql + _tail(model, conditions, order_by, lock, bool(related), skip_locked)
+    sql = shape.sql + _tail(
+        model, conditions, order_by, lock, bool(related), skip_locked, connection
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    return shape.instances(rows)
+    return shape.instances(rows, connection)
 
 
 def rows_values(
@@ -517,7 +542,8 @@ def rows_values(
     """The values of `fields` of the rows of `model` that `where` selects (as `rows_select`),
     converted as the ORM converts them: for a read (or a lock) that needs a column or two,
     not the rows."""
-    found = _where(model, where)
+    connection = _db()
+    found = _where(model, where, connection)
     if found is None:
         return []
     conditions, params = found
@@ -525,7 +551,9 @@ def rows_values(
     quote = connection.ops.quote_name
     columns = [meta.get_field(name) for name in fields]
     sql = f"SELECT {', '.join(f't0.{quote(f.column)}' for f in columns)} FROM "
-    sql += f"{quote(meta.db_table)} t0" + _tail(model, conditions, order_by, lock, False, False)
+    sql += f"{quote(meta.db_table)} t0" + _tail(
+        model, conditions, order_by, lock, False, False, connection
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -535,13 +563,13 @@ def rows_values(
     converted = []
     for row in rows:
         values = list(row)
-        _convert(values, converters)
+        _convert(values, converters, connection)
         converted.append(tuple(values))
     return converted
 
 
 def _where(
-    model: type[Model], where: dict[str | tuple[str, ...], Any]
+    model: type[Model], where: dict[str | tuple[str, ...], Any], connection: BaseDatabaseWrapper
 ) -> tuple[list[str], list[Any]] | None:
     """`where` as SQL conditions on t0 and their parameters; None when a list of values is
     empty (no row can match)."""
@@ -603,6 +631,7 @@ def _tail(
     lock: bool,
     joined: bool,
     skip_locked: bool,
+    connection: BaseDatabaseWrapper,
 ) -> str:
     """A SELECT's WHERE, ORDER BY and row lock clauses."""
     meta = model._meta
@@ -613,7 +642,7 @@ def _tail(
     if order_by:
         sql += " ORDER BY " + ", ".join(f"t0.{quote(meta.get_field(n).column)}" for n in order_by)
     if lock and connection.features.has_select_for_update:
-        sql += row_lock()
+        sql += row_lock(connection)
         if joined and connection.features.has_select_for_update_of:
             sql += " OF t0"
         if skip_locked and connection.features.has_select_for_update_skip_locked:
@@ -621,15 +650,15 @@ def _tail(
     return sql
 
 
-def row_lock() -> str:
+def row_lock(connection: BaseDatabaseWrapper | None = None) -> str:
     """The lock a hot path takes on rows it is about to update: `FOR NO KEY UPDATE` where the
     database has it. Those paths change no key and delete nothing, and the weaker lock still
     excludes every other updater and locker, but not the foreign-key checks of rows inserted
     meanwhile that refer to the locked one (`FOR KEY SHARE`). With `FOR UPDATE`, a web
     request inserting an order waited for the worker's transaction booking a fill on the
     same account: under the 50-client load that check took 0.73 ms on average, 15 s of 20
-    (pg_stat_statements; docs/performance-history.md)."""
-    if connection.features.has_select_for_no_key_update:
+    (pg_stat_statements; docs/performance-history.md). `connection`: the default one."""
+    if (connection or _db()).features.has_select_for_no_key_update:
         return " FOR NO KEY UPDATE"
     return " FOR UPDATE"
 
@@ -660,6 +689,7 @@ class QueryTemplate:
         self.cacheable = True
 
     def _compile(self) -> tuple[str, list[Any], list[str | None]] | None:
+        connection = _db()
         sql, params = self.build(**self.sentinels).query.sql_with_params()
         slots = [
             next(
@@ -675,6 +705,7 @@ class QueryTemplate:
         return sql, list(params), slots
 
     def rows(self, **values: Any) -> list[tuple[Any, ...]]:
+        connection = _db()
         if self.compiled is None and self.cacheable:
             self.compiled = self._compile()
             self.cacheable = self.compiled is not None
@@ -698,6 +729,7 @@ def _constants_inlined(
     """`sql` with each parameter that is not a slot and is a string or an integer (a boolean,
     a TextChoices member) written in as a literal (psycopg's quoting; PostgreSQL only); the
     other parameters and their slots as they were."""
+    connection = _db()
     connection.ensure_connection()
     raw = connection.connection
     kept: list[Any] = []
