@@ -37,7 +37,7 @@ from risk import services as risk_services
 from risk.exceptions import RiskRejected
 from risk.selectors import trading_state_among, trading_state_for, trading_states_restricting
 from tradingsite import refdata
-from tradingsite.bulk import QueryTemplate, RowWrites, rows_insert, rows_select
+from tradingsite.bulk import QueryTemplate, RowWrites, rows_insert, rows_select, rows_values
 
 from . import actors, books, outbox
 from .exceptions import (
@@ -458,13 +458,13 @@ def orders_submit_many(
         i.symbol: i
         for i in Instrument.objects.filter(symbol__in={r.terms.symbol for r in requests})
     }
-    named = [r for r in requests if r.terms.client_order_id]
+    # By (account, client order id) pairs, one array a column: not an IN list of each, whose
+    # generic plan, made while the table was small, read every order of the account (as
+    # reports_not_yet_applied's fills).
+    named = {(r.account.pk, r.terms.client_order_id) for r in requests if r.terms.client_order_id}
     stored = {
         (o.account_id, o.client_order_id): o
-        for o in Order.objects.filter(
-            account_id__in={r.account.pk for r in named},
-            client_order_id__in={r.terms.client_order_id for r in named},
-        )
+        for o in rows_select(Order, {("account", "client_order_id"): list(named)})
     }
     context = risk_services.GateContext.read()
     busy: IntakeBusy | None = None
@@ -1577,16 +1577,21 @@ def reports_not_yet_applied(reports: Sequence[ExecutionReport]) -> list[Executio
             "pk", "status", "venue_order_id"
         )
     }
+    # The fills by their (venue, execution id) pairs, sent as one array a column
+    # (bulk.rows_values): a page's 500 ids as 500 parameters of an IN list made a prepared
+    # statement whose generic plan, made while the table was small, read every fill of the
+    # venue and compared each with the 500 (140-500 ms a page on 60,000 fills); see
+    # docs/performance.md, "Measured this round".
+    fills = {(r.venue, r.execution_id) for r in reports if r.kind == ReportKind.FILL}
     booked = set(
-        Fill.objects.filter(
-            venue__in={r.venue for r in reports},
-            venue_execution_id__in=[r.execution_id for r in reports if r.kind == ReportKind.FILL],
-        ).values_list("venue_execution_id", flat=True)
+        rows_values(
+            Fill, ["venue", "venue_execution_id"], {("venue", "venue_execution_id"): list(fills)}
+        )
     )
     pending = []
     for report in reports:
         status, venue_order_id = known.get(report.client_order_id, (None, ""))
-        if report.kind == ReportKind.FILL and report.execution_id in booked:
+        if report.kind == ReportKind.FILL and (report.venue, report.execution_id) in booked:
             continue
         if (
             report.kind == ReportKind.ACK

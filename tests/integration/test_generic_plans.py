@@ -2,7 +2,11 @@
 generic plan, made without the parameters' values. Their constants (`status = 'working'`, the
 open statuses) are in the text (tradingsite.bulk.QueryTemplate), so the plan can use indexes
 whose condition names them; as parameters, the venue's matching read (brokers/sim/venue.py)
-read every simulated order of the table on each quote step."""
+read every simulated order of the table on each quote step. Lookups of many keys send one
+array a column (tradingsite.bulk.rows_values / rows_select), one statement text for any number
+of keys: an IN list of a parameter a key was prepared once per length, and its generic plan,
+made while the table was small, compared every row of the venue (or the account) with every
+key."""
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,6 +19,7 @@ from django.utils import timezone
 from brokers.models import SimOrder
 from brokers.sim.venue import _WORKING_IDS
 from orders import services
+from orders.models import Fill
 from tradingsite.bulk import QueryTemplate
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
@@ -95,3 +100,114 @@ def test_the_expiry_read_names_the_open_statuses_and_its_generic_plan_uses_its_i
     assert "'validated'" in services._DUE_TO_EXPIRE.compiled[0]
     plan = generic_plan(services._DUE_TO_EXPIRE, {"now": now}, seqscan=False)
     assert "order_open_expire_at" in plan, plan
+
+
+class Statements:
+    """The statements sent while it is active (Django's execute wrapper): their text, with
+    its placeholders, and their parameters."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, list]] = []
+
+    def __call__(self, execute, sql, params, many, context):
+        self.sent.append((sql, list(params or ())))
+        return execute(sql, params, many, context)
+
+    def reading(self, table: str) -> list[tuple[str, list]]:
+        return [(sql, p) for sql, p in self.sent if sql.startswith("SELECT") and table in sql]
+
+
+def sent_while(call) -> Statements:
+    statements = Statements()
+    with connection.execute_wrapper(statements):
+        call()
+    return statements
+
+
+def generic_plan_of(sql: str, params: list) -> str:
+    """EXPLAIN of a statement Django sent, under a forced generic plan."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        raw = connection.connection
+        raw.execute(
+            f"PREPARE generic_probe AS {sql % tuple(f'${n + 1}' for n in range(len(params)))}"
+        )
+        try:
+            with psycopg.ClientCursor(raw) as client:
+                client.execute(
+                    f"EXPLAIN EXECUTE generic_probe({', '.join(['%s'] * len(params))})", params
+                )
+                return "\n".join(row[0] for row in client.fetchall())
+        finally:
+            raw.execute("DEALLOCATE generic_probe")
+
+
+def test_the_poll_finds_booked_fills_with_one_statement_whatever_the_page_and_probes_per_pair(
+    trader, instruments
+):
+    from brokers.registry import venue_for
+    from tests.integration.test_venue_poll import resting_buys_then_filled
+
+    # given six resting orders filled at the venue, their fills booked by a poll
+    resting_buys_then_filled(6)
+    services.venue_poll_caught_up(venue_name="sim", budget_seconds=5)
+    stream = list(venue_for("sim").reports_since(0, limit=1000))
+    fills = [r for r in stream if r.kind == "fill"]
+    assert len(fills) == 6
+    # among 3,000 other fills of the venue, so that probing pays
+    booked = Fill.objects.first()
+    values = {f.attname: getattr(booked, f.attname) for f in Fill._meta.concrete_fields}
+    del values["id"]
+    Fill.objects.bulk_create(
+        [Fill(**{**values, "venue_execution_id": f"OTHER-{n}"}) for n in range(3000)]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE orders_fill")
+    # when the poll's check reads a page of 2 fills, then one of 6
+    small = sent_while(lambda: services.reports_not_yet_applied(fills[:2]))
+    whole = sent_while(lambda: services.reports_not_yet_applied(stream))
+    # then every booked fill is dropped, by one statement whose text does not depend on the
+    # page (one array a column, not a parameter an id: prepared once for every page size)
+    assert services.reports_not_yet_applied(stream) == []
+    [(sql_small, _)] = small.reading("orders_fill")
+    [(sql, params)] = whole.reading("orders_fill")
+    assert sql == sql_small and len(params) == 2
+    # and its generic plan can probe the unique key with both columns, where an IN list of
+    # ids made a plan that read every fill of the venue and compared each with every id
+    plan = generic_plan_of(sql, params)
+    assert "fill_unique_venue_execution" in plan, plan
+    assert "venue_execution_id = (unnest" in plan, plan
+    assert "Filter" not in plan, plan
+
+
+def test_the_batch_intake_finds_stored_client_order_ids_with_one_statement(api, trader):
+    from orders.models import Account
+    from orders.validation import OrderTerms
+
+    account = Account.objects.get(code="ACC-1")
+
+    def requests(ids):
+        return [
+            services.SubmitRequest(
+                account=account,
+                terms=OrderTerms(
+                    symbol="EUR_USD",
+                    side="buy",
+                    type="limit",
+                    time_in_force="gtc",
+                    quantity=Decimal(1000),
+                    limit_price=Decimal("1.00000"),
+                    client_order_id=client_order_id,
+                ),
+            )
+            for client_order_id in ids
+        ]
+
+    def submit(ids):
+        return services.orders_submit_many(requests=requests(ids), user=trader, actor="user:alice")
+
+    first = sent_while(lambda: submit(["b-1", "b-2"]))
+    again = sent_while(lambda: submit(["b-1", "b-2", "b-3", "b-4", "b-5"]))
+    [(sql_first, _)] = [s for s in first.reading("orders_order") if "client_order_id" in s[0]]
+    [(sql, params)] = [s for s in again.reading("orders_order") if "client_order_id" in s[0]]
+    assert sql == sql_first and len(params) == 2
