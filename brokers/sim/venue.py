@@ -449,8 +449,10 @@ class SimulatedVenue:
             return self._set_quote(row, new)
 
     def _set_quote(self, row: SimQuote, new: Quote) -> int:
-        before = _LAST_REPORT_ID.rows()
-        before = before[0][0] if before else 0
+        """Answers the number of reports this quote wrote (counted as they are written: a read
+        of the reports after the last one before it also counted the reports of submissions
+        committed meanwhile, and its generic plan read the whole table)."""
+        written = 0
         row.seq, row.bid, row.ask = new.seq, new.bid, new.ask
         row.bid_size = row.bid_available = new.bid_size
         row.ask_size = row.ask_available = new.ask_size
@@ -464,15 +466,17 @@ class SimulatedVenue:
                 order.updated_at = now
                 order.save(update_fields=["status", "updated_at"])
                 self._report(order, ReportKind.EXPIRED, reason="expired")
+                written += 1
                 continue
-            self._match(order, row, on_arrival=False)
-        return len(_REPORTS_AFTER.rows(before=before))
+            written += self._match(order, row, on_arrival=False)
+        return written
 
     # --- internals --------------------------------------------------------------------
 
     def _match(
         self, order: SimOrder, row: SimQuote, *, on_arrival: bool, keep_on_arrival_tif: bool = True
-    ) -> None:
+    ) -> int:
+        """Match one order against the quote; answers the number of reports written."""
         liquidity = engine.Liquidity(bid_size=row.bid_available, ask_size=row.ask_available)
         result = self._match_in_memory(
             order,
@@ -482,7 +486,7 @@ class SimulatedVenue:
             keep_on_arrival_tif=keep_on_arrival_tif,
         )
         if result is None:
-            return
+            return 0
         reports = self._outcome_rows(order, result)
         self._number_fills(
             order, reports, fills_before=order.reports.filter(kind=ReportKind.FILL).count()
@@ -492,6 +496,7 @@ class SimulatedVenue:
         order.save(update_fields=["filled_quantity", "triggered", "status", "updated_at"])
         row.bid_available, row.ask_available = liquidity.bid_size, liquidity.ask_size
         self._positions_and_quotes(reports, [row])
+        return len(reports)
 
     def _match_in_memory(
         self,
@@ -771,13 +776,6 @@ def _working_ids_to_act_on(
 
 # Every quote of every symbol runs these: compiled once (tradingsite.bulk.QueryTemplate).
 _QUOTE_FIELDS = [f.name for f in SimQuote._meta.concrete_fields if f.name not in ("id", "symbol")]
-_LAST_REPORT_ID = QueryTemplate(
-    lambda: SimReport.objects.order_by("-id").values_list("id", flat=True)[:1]
-)
-_REPORTS_AFTER = QueryTemplate(
-    lambda before: SimReport.objects.filter(id__gt=before).values_list("id", flat=True),
-    before=-987654321,
-)
 _WORKING_IDS = QueryTemplate(
     _working_ids_to_act_on,
     symbol="\x00symbol",

@@ -132,3 +132,28 @@ def test_a_page_read_while_another_poll_moved_the_cursor_is_dropped(
     assert VenueCursor.objects.get(venue="sim").cursor == stream_end
     assert statuses(orders) == ["filled"] * 3
     assert fills_each(orders) == [1, 1, 1]
+
+
+def test_a_quote_step_answers_the_reports_it_wrote_without_reading_the_stream(trader, instruments):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    # given three of our buy limits resting at the venue
+    venue = venue_for("sim")
+    limit = wide_eur_usd_book(venue)
+    for n in range(3):
+        resting_buy(f"step-{n}", limit)
+    before = SimReport.objects.count()
+    # when a quote crosses them
+    tick = walk_spec_for("EUR_USD").tick
+    size = D("1000000")
+    with CaptureQueriesContext(connection) as queries:
+        written = venue.set_quote(
+            "EUR_USD", bid=limit - tick, ask=limit, bid_size=size, ask_size=size
+        )
+    # then it answers the reports it wrote (the run_market_data loop nudges the poller on
+    # any), counted as written: no read of the reports after the last one before the step,
+    # which counted concurrent submissions' reports too, and whose generic plan read them all
+    assert written == SimReport.objects.count() - before == 3
+    reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    assert not [sql for sql in reads if '"brokers_simreport"."id" >' in sql], reads
