@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -21,6 +22,7 @@ from brokers.sim.venue import _WORKING_IDS
 from orders import services
 from orders.models import Fill
 from tradingsite.bulk import QueryTemplate
+from tradingsite.db import read as db_read
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
@@ -211,3 +213,24 @@ def test_the_batch_intake_finds_stored_client_order_ids_with_one_statement(api, 
     [(sql_first, _)] = [s for s in first.reading("orders_order") if "client_order_id" in s[0]]
     [(sql, params)] = [s for s in again.reading("orders_order") if "client_order_id" in s[0]]
     assert sql == sql_first and len(params) == 2
+
+
+def test_the_intake_counts_waiting_orders_by_their_status_index_under_a_generic_plan(
+    api, monkeypatch
+):
+    from tests.helpers import LIMIT_ORDER, submit
+
+    for n in range(3):
+        submit(api, **{**LIMIT_ORDER, "client_order_id": f"wait-{n}"})  # no worker: they wait
+    monkeypatch.setattr(services, "_backlog_seen", (float("-inf"), 0))  # count now
+    statements = sent_while(services.intake_check)
+    [(sql, params)] = statements.reading("orders_order")
+    # the status is in the text, the limit a parameter
+    assert "'validated'" in sql and params == [settings.ORDERS_INTAKE_MAX_BACKLOG + 1]
+    assert db_read(sql, params) == [(3,)]
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE orders_order")
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a table too small to prefer it
+        plan = generic_plan_of(sql, params)
+    assert "Index" in plan and "Seq Scan" not in plan, plan
