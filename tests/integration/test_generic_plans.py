@@ -184,24 +184,13 @@ def test_the_poll_finds_booked_fills_with_one_statement_whatever_the_page_and_pr
 
 def test_the_batch_intake_finds_stored_client_order_ids_with_one_statement(api, trader):
     from orders.models import Account
-    from orders.validation import OrderTerms
+    from tests.helpers import buy_limit_terms
 
     account = Account.objects.get(code="ACC-1")
 
     def requests(ids):
         return [
-            services.SubmitRequest(
-                account=account,
-                terms=OrderTerms(
-                    symbol="EUR_USD",
-                    side="buy",
-                    type="limit",
-                    time_in_force="gtc",
-                    quantity=Decimal(1000),
-                    limit_price=Decimal("1.00000"),
-                    client_order_id=client_order_id,
-                ),
-            )
+            services.SubmitRequest(account, buy_limit_terms(Decimal("1.00000"), client_order_id))
             for client_order_id in ids
         ]
 
