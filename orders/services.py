@@ -631,11 +631,12 @@ def orders_submit_many(
 _backlog_seen: tuple[float, int] = (float("-inf"), 0)
 
 # The orders waiting for a worker, counted up to a limit: the status written into the text,
-# so that any plan of it, a prepared statement's generic plan included, reads the `validated`
-# range of the (status, updated_at) index. With the status as a parameter the generic plan
-# took `validated` for a fifth of the table and read it from the start, past every order sent
-# long ago, to the few waiting at its end: every order of the table a batch request (478
-# sequential scans of orders_order, 7.6M rows, in 25 s of the batch phase).
+# so that any plan of it, a prepared statement's generic plan included, is planned knowing
+# that `validated` is rare and reads its range of the (status, updated_at) index. With the
+# status as a parameter, a generic plan made while the table was small took `validated` for a
+# share of the table and read the table from its start to the few waiting orders at its end
+# (37 ms a count on a fresh bench stack); on the analyzed 1,000,000-order growth database
+# both read the index (1.46 and 1.26 ms).
 _WAITING_COUNT = (
     f"SELECT count(*) FROM (SELECT 1 FROM {Order._meta.db_table} "
     f"WHERE status = '{S.VALIDATED.value}' LIMIT %s) AS waiting"
