@@ -27,14 +27,11 @@ from tradingsite.db import read as db_read
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
 
-def generic_plan(template: QueryTemplate, values: dict, *, seqscan: bool = True) -> str:
-    """EXPLAIN of `template`'s statement (compiled by a call) under a forced generic plan;
-    with `seqscan=False`, a table scan only where no index can serve (whether an index is
-    usable at all, on a table too small for the planner to prefer it)."""
-    sql, params, slots = template.compiled
-    assert set(slots) - {None} == set(values)  # the call's values are its only slots
+def generic_plan_of(sql: str, params: list, *, seqscan: bool = True) -> str:
+    """EXPLAIN of a statement as Django sends it (`%s` placeholders and their values) under a
+    forced generic plan; with `seqscan=False`, a table scan only where no index can serve
+    (whether an index is usable at all, on a table too small for the planner to prefer it)."""
     statement = sql % tuple(f"${n}" for n in range(1, len(params) + 1))
-    arguments = [values[slot] if slot else p for p, slot in zip(params, slots, strict=True)]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
         if not seqscan:
@@ -42,12 +39,20 @@ def generic_plan(template: QueryTemplate, values: dict, *, seqscan: bool = True)
         raw = connection.connection
         raw.execute(f"PREPARE generic_probe AS {statement}")
         try:
-            placeholders = ", ".join(["%s"] * len(arguments))
+            placeholders = ", ".join(["%s"] * len(params))
             with psycopg.ClientCursor(raw) as client:  # the values quoted into the text
-                client.execute(f"EXPLAIN EXECUTE generic_probe({placeholders})", arguments)
+                client.execute(f"EXPLAIN EXECUTE generic_probe({placeholders})", params)
                 return "\n".join(row[0] for row in client.fetchall())
         finally:
             raw.execute("DEALLOCATE generic_probe")
+
+
+def generic_plan(template: QueryTemplate, values: dict, *, seqscan: bool = True) -> str:
+    """`generic_plan_of` the statement of `template` (compiled by a call) with `values`."""
+    sql, params, slots = template.compiled
+    assert set(slots) - {None} == set(values)  # the call's values are its only slots
+    arguments = [values[slot] if slot else p for p, slot in zip(params, slots, strict=True)]
+    return generic_plan_of(sql, arguments, seqscan=seqscan)
 
 
 def _sim_orders(count: int, status: str) -> list[SimOrder]:
@@ -126,24 +131,6 @@ def sent_while(call) -> Statements:
     return statements
 
 
-def generic_plan_of(sql: str, params: list) -> str:
-    """EXPLAIN of a statement Django sent, under a forced generic plan."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        raw = connection.connection
-        raw.execute(
-            f"PREPARE generic_probe AS {sql % tuple(f'${n + 1}' for n in range(len(params)))}"
-        )
-        try:
-            with psycopg.ClientCursor(raw) as client:
-                client.execute(
-                    f"EXPLAIN EXECUTE generic_probe({', '.join(['%s'] * len(params))})", params
-                )
-                return "\n".join(row[0] for row in client.fetchall())
-        finally:
-            raw.execute("DEALLOCATE generic_probe")
-
-
 def test_the_poll_finds_booked_fills_with_one_statement_whatever_the_page_and_probes_per_pair(
     trader, instruments
 ):
@@ -219,7 +206,5 @@ def test_the_intake_counts_waiting_orders_by_their_status_index_under_a_generic_
     assert db_read(sql, params) == [(3,)]
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE orders_order")
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_seqscan = off")  # a table too small to prefer it
-        plan = generic_plan_of(sql, params)
+    plan = generic_plan_of(sql, params, seqscan=False)  # a table too small to prefer it
     assert "Index" in plan and "Seq Scan" not in plan, plan
