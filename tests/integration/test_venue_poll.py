@@ -19,15 +19,27 @@ pytestmark = pytest.mark.django_db
 D = Decimal
 
 
+def resting_buys(count: int) -> tuple[list[Order], Decimal]:
+    """`count` of our buy limits resting at the sim venue, and their limit."""
+    limit = wide_eur_usd_book(venue_for("sim"))
+    return [resting_buy(f"poll-{n}", limit) for n in range(count)], limit
+
+
+def cross_at(limit: Decimal) -> int:
+    """A quote asking `limit`: it fills our resting buys there. Answers what the quote step
+    answers, the reports it wrote."""
+    tick = walk_spec_for("EUR_USD").tick
+    size = D("1000000")
+    return venue_for("sim").set_quote(
+        "EUR_USD", bid=limit - tick, ask=limit, bid_size=size, ask_size=size
+    )
+
+
 def resting_buys_then_filled(count: int) -> list[Order]:
     """`count` of our buy limits resting at the sim venue, then a quote that fills them all:
     the venue's stream holds their ACKs, then their fills, which only the poll delivers."""
-    venue = venue_for("sim")
-    limit = wide_eur_usd_book(venue)
-    orders = [resting_buy(f"poll-{n}", limit) for n in range(count)]
-    tick = walk_spec_for("EUR_USD").tick
-    size = D("1000000")
-    venue.set_quote("EUR_USD", bid=limit - tick, ask=limit, bid_size=size, ask_size=size)
+    orders, limit = resting_buys(count)
+    cross_at(limit)
     return orders
 
 
@@ -139,18 +151,11 @@ def test_a_quote_step_answers_the_reports_it_wrote_without_reading_the_stream(tr
     from django.test.utils import CaptureQueriesContext
 
     # given three of our buy limits resting at the venue
-    venue = venue_for("sim")
-    limit = wide_eur_usd_book(venue)
-    for n in range(3):
-        resting_buy(f"step-{n}", limit)
+    _, limit = resting_buys(3)
     before = SimReport.objects.count()
     # when a quote crosses them
-    tick = walk_spec_for("EUR_USD").tick
-    size = D("1000000")
     with CaptureQueriesContext(connection) as queries:
-        written = venue.set_quote(
-            "EUR_USD", bid=limit - tick, ask=limit, bid_size=size, ask_size=size
-        )
+        written = cross_at(limit)
     # then it answers the reports it wrote (the run_market_data loop nudges the poller on
     # any), counted as written: no read of the reports after the last one before the step,
     # which counted concurrent submissions' reports too, and whose generic plan read them all
