@@ -1577,7 +1577,13 @@ def venue_poll_caught_up(*, venue_name: str, budget_seconds: float, page: int | 
 def reports_not_yet_applied(reports: Sequence[ExecutionReport]) -> list[ExecutionReport]:
     """Drop, with two queries for the whole batch, the reports our books already reflect: the
     submit path applies the venue's answer at once, and the stream repeats it. Applying them
-    again would change nothing (the path is idempotent) but would lock every order twice."""
+    again would change nothing (the path is idempotent) but would lock every order twice.
+
+    Both queries send their keys as one array a column (bulk.rows_values), one statement text
+    for any page: a page's ids as parameters of an IN list made a prepared statement whose
+    generic plan, made while the table was small, read every fill of the venue and compared
+    each with every id (140-500 ms a page on 60,000 fills; tests/integration/
+    test_generic_plans.py)."""
     order_ids = set()
     for report in reports:
         try:
@@ -1586,15 +1592,10 @@ def reports_not_yet_applied(reports: Sequence[ExecutionReport]) -> list[Executio
             continue
     known = {
         str(pk): (status, venue_order_id)
-        for pk, status, venue_order_id in Order.objects.filter(pk__in=order_ids).values_list(
-            "pk", "status", "venue_order_id"
+        for pk, status, venue_order_id in rows_values(
+            Order, ["id", "status", "venue_order_id"], {"id": list(order_ids)}
         )
     }
-    # The fills by their (venue, execution id) pairs, sent as one array a column
-    # (bulk.rows_values): a page's 500 ids as 500 parameters of an IN list made a prepared
-    # statement whose generic plan, made while the table was small, read every fill of the
-    # venue and compared each with the 500 (140-500 ms a page on 60,000 fills); see
-    # docs/performance.md, "Measured this round".
     fills = {(r.venue, r.execution_id) for r in reports if r.kind == ReportKind.FILL}
     booked = set(
         rows_values(

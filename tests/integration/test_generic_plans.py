@@ -161,6 +161,10 @@ def test_the_poll_finds_booked_fills_with_one_statement_whatever_the_page_and_pr
     [(sql_small, _)] = small.reading("orders_fill")
     [(sql, params)] = whole.reading("orders_fill")
     assert sql == sql_small and len(params) == 2
+    # (and so does its read of the orders the page names)
+    [(orders_small, _)] = small.reading("orders_order")
+    [(orders_whole, order_params)] = whole.reading("orders_order")
+    assert orders_whole == orders_small and len(order_params) == 1
     # and its generic plan can probe the unique key with both columns, where an IN list of
     # ids made a plan that read every fill of the venue and compared each with every id
     plan = generic_plan_of(sql, params)
