@@ -331,6 +331,23 @@ def pair_growths(curve: list[dict[str, Any]]) -> list[float]:
     return [growth for growth in growths if growth is not None]
 
 
+def same_level_growths(curve: list[dict[str, Any]]) -> list[float]:
+    """The figure's noise, measured beside it: (later p99 / earlier p99 - 1) x 100 of every two
+    windows of one paired level that ran back to back (the pairs alternate which level goes
+    first, so 20, 200 | 200, 20 | 20, 200 puts two 200s, then two 20s, next to each other).
+    Such two windows differ in nothing but their moment, as the two of a pair differ in that
+    and in the number of traders: a figure inside the spread of these says nothing of
+    concurrency (docs/performance.md, "The concurrency figure's noise")."""
+    paired = [lv for lv in curve if lv.get("pair") is not None and lv["traders"] in PAIRED]
+    growths = []
+    for earlier, later in zip(paired, paired[1:], strict=False):
+        if earlier["traders"] == later["traders"] and earlier["pair"] != later["pair"]:
+            growth = growth_pct(earlier.get("submit_p99_ms"), later.get("submit_p99_ms"))
+            if growth is not None:
+                growths.append(growth)
+    return growths
+
+
 def growth_pct(p99_20: float | None, p99_200: float | None) -> float | None:
     """The concurrency growth of two p99s: (p99@200 / p99@20 - 1) x 100, one decimal."""
     return round((p99_200 / p99_20 - 1) * 100, 1) if p99_20 and p99_200 is not None else None
@@ -416,6 +433,22 @@ def pair_summary(growths: list[float]) -> dict[str, Any]:
         "quartiles": [round(q, 1) for q in (quartiles[0], quartiles[2])],
         "worse_at_200": sum(1 for g in ordered if g > 0),
         "values": ordered,
+    }
+
+
+def noise_summary(growths: list[float]) -> dict[str, Any]:
+    """Same-level window pairs (`same_level_growths`): how far apart two p99s of one level come
+    out, as the median and the quartiles of their differences in size (the sign is only which
+    ran first)."""
+    sizes = sorted(abs(g) for g in growths)
+    quartiles = (
+        statistics.quantiles(sizes, n=4, method="inclusive") if len(sizes) > 1 else [sizes[0]] * 3
+    )
+    return {
+        "n": len(sizes),
+        "median_abs": round(statistics.median(sizes), 1),
+        "quartiles_abs": [round(q, 1) for q in (quartiles[0], quartiles[2])],
+        "values": sorted(growths),
     }
 
 
@@ -701,6 +734,9 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     growths = [g for r in runs for g in pair_growths(r.get("curve", []))]
     if growths:
         figures["concurrency_p99_growth_pct"].update(pairs=pair_summary(growths))
+    noise = [g for r in runs for g in same_level_growths(r.get("curve", []))]
+    if noise:
+        figures["concurrency_p99_growth_pct"].update(same_level=noise_summary(noise))
     limit_keys = sorted(
         {k for r in limit_runs for k, v in r.items() if not isinstance(v, str | type(None))}
         | set(LIMIT_KEYS)

@@ -89,6 +89,9 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
                 f"median of {pairs['n']} pairs, quartiles {fmt(pairs['quartiles'][0])} / "
                 f"{fmt(pairs['quartiles'][1])}; runs {runs}"
             )
+            noise = figure.get("same_level")
+            if noise:
+                runs += f"; one level against itself: {fmt(noise['median_abs'])} % apart"
         elif "pooled" in figure:
             runs = f"pooled; runs {runs}"
         rows.append(
@@ -207,6 +210,13 @@ def render_curve(results: dict[str, Any]) -> str:
             f"(the concurrency figure): median {fmt(pairs['median'])} %, quartiles "
             f"{fmt(pairs['quartiles'][0])} / {fmt(pairs['quartiles'][1])} %, "
             f"{pairs['worse_at_200']} of {pairs['n']} worse at 200"
+        )
+    noise = results["figures"].get("concurrency_p99_growth_pct", {}).get("same_level")
+    if noise:
+        lines.append(
+            f"  the figure's noise: {noise['n']} pairs of windows of one level run back to back "
+            f"differ by a median of {fmt(noise['median_abs'])} % (quartiles "
+            f"{fmt(noise['quartiles_abs'][0])} / {fmt(noise['quartiles_abs'][1])} %)"
         )
     pooled = results.get("concurrency_pooled") or {}
     if pooled:

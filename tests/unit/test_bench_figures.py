@@ -11,6 +11,7 @@ from tests.bench.__main__ import (
     curve_windows,
     headline,
     pair_growths,
+    same_level_growths,
     summarize,
 )
 
@@ -109,3 +110,26 @@ def test_the_benchs_figure_is_the_median_over_every_runs_pairs():
     assert f"median {report.fmt(2.5)} %" in report.render_curve(results)
     row = next(r for r in report.table_rows(results) if r[0] == "concurrency_p99_growth_pct")
     assert row[1] == report.fmt(2.5) and row[2].startswith("median of 4 pairs")
+    # and its noise: the two 200-trader windows that ran back to back in each run
+    # (10 then 30: +200 %; 9 then 10.5: +16.7 %)
+    assert figure["same_level"]["values"] == [16.7, 200.0]
+    assert figure["same_level"]["median_abs"] == 108.3
+    assert f"one level against itself: {report.fmt(108.3)} % apart" in row[2]
+    assert "differ by a median of" in report.render_curve(results)
+
+
+def test_the_noise_compares_back_to_back_windows_of_one_level_across_pairs_only():
+    curve = [
+        window(1, 5.0, None),
+        window(20, 10.0, 0),
+        window(200, 12.0, 0),
+        window(200, 15.0, 1),  # +25 % on the 200-trader window just before it
+        window(20, 8.0, 1),
+        window(20, 6.0, 2),  # -25 %
+        window(200, 99.0, 2),
+        window(100, 99.0, None),  # levels measured once are no part of it
+        window(100, 50.0, None),
+    ]
+    assert same_level_growths(curve) == [25.0, -25.0]
+    # a run without pairs has no such windows
+    assert same_level_growths([window(20, 10.0, None), window(20, 20.0, None)]) == []
