@@ -203,7 +203,8 @@ def render_curve(results: dict[str, Any]) -> str:
             f"{fmt(level['submit_p99_ms']):>9}{fmt(level['errors']):>8}"
             f"{fmt(level['peak_db_connections']):>15}"
         )
-    pairs = results["figures"].get("concurrency_p99_growth_pct", {}).get("pairs")
+    figure = results["figures"].get("concurrency_p99_growth_pct", {})
+    pairs, noise = figure.get("pairs"), figure.get("same_level")
     if pairs:
         lines.append(
             f"  p99 growth 20 -> 200 traders over {pairs['n']} pairs of windows run back to back "
@@ -211,12 +212,11 @@ def render_curve(results: dict[str, Any]) -> str:
             f"{fmt(pairs['quartiles'][0])} / {fmt(pairs['quartiles'][1])} %, "
             f"{pairs['worse_at_200']} of {pairs['n']} worse at 200"
         )
-    noise = results["figures"].get("concurrency_p99_growth_pct", {}).get("same_level")
-    if noise:
+    if noise:  # same_level_growths: one level against itself, the same run's windows
+        low, high = (fmt(q) for q in noise["quartiles_abs"])
         lines.append(
             f"  the figure's noise: {noise['n']} pairs of windows of one level run back to back "
-            f"differ by a median of {fmt(noise['median_abs'])} % (quartiles "
-            f"{fmt(noise['quartiles_abs'][0])} / {fmt(noise['quartiles_abs'][1])} %)"
+            f"differ by a median of {fmt(noise['median_abs'])} % (quartiles {low} / {high} %)"
         )
     pooled = results.get("concurrency_pooled") or {}
     if pooled:
