@@ -418,15 +418,18 @@ def pooled_curve(runs: list[list[dict]]) -> dict[int, dict[str, Any]]:
     }
 
 
+def _quartiles(values: list[float]) -> list[float]:
+    """The three quartiles of one or more values (inclusive method: within their range)."""
+    if len(values) == 1:
+        return [values[0]] * 3
+    return statistics.quantiles(values, n=4, method="inclusive")
+
+
 def pair_summary(growths: list[float]) -> dict[str, Any]:
     """The pairs' growths: their median (the figure), quartiles, and how many were worse at
     200 traders."""
     ordered = sorted(growths)
-    quartiles = (
-        statistics.quantiles(ordered, n=4, method="inclusive")
-        if len(ordered) > 1
-        else [ordered[0]] * 3
-    )
+    quartiles = _quartiles(ordered)
     return {
         "n": len(ordered),
         "median": round(statistics.median(ordered), 1),
@@ -441,9 +444,7 @@ def noise_summary(growths: list[float]) -> dict[str, Any]:
     out, as the median and the quartiles of their differences in size (the sign is only which
     ran first)."""
     sizes = sorted(abs(g) for g in growths)
-    quartiles = (
-        statistics.quantiles(sizes, n=4, method="inclusive") if len(sizes) > 1 else [sizes[0]] * 3
-    )
+    quartiles = _quartiles(sizes)
     return {
         "n": len(sizes),
         "median_abs": round(statistics.median(sizes), 1),
