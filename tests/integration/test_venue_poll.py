@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from brokers.base import VenueTransientError
-from brokers.models import SimReport
+from brokers.models import SimOrder, SimReport
 from brokers.registry import venue_for
 from brokers.sim.config import walk_spec_for
 from brokers.sim.venue import SimulatedVenue
@@ -162,3 +162,26 @@ def test_a_quote_step_answers_the_reports_it_wrote_without_reading_the_stream(tr
     assert written == SimReport.objects.count() - before == 3
     reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
     assert not [sql for sql in reads if '"brokers_simreport"."id" >' in sql], reads
+
+
+def test_a_quote_step_counts_an_expiry_it_writes_with_its_fills(trader, instruments):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    # given three of our buy limits resting at the venue, the venue's copy of one past its
+    # expiry time
+    orders, limit = resting_buys(3)
+    expiring = SimOrder.objects.filter(client_order_id=str(orders[0].pk))
+    assert expiring.update(expire_at=timezone.now() - timedelta(seconds=1)) == 1
+    before = SimReport.objects.count()
+    # when a quote crosses all three
+    written = cross_at(limit)
+    # then the step expired the one and filled the two, and answers every report it wrote
+    assert written == SimReport.objects.count() - before == 3
+    assert expiring.get().status == "expired"
+    assert sorted(
+        SimOrder.objects.filter(client_order_id__in=[str(o.pk) for o in orders]).values_list(
+            "status", flat=True
+        )
+    ) == ["expired", "filled", "filled"]
