@@ -64,10 +64,11 @@ def rows_update_sql(objects: Sequence[Model], fields: Sequence[str]) -> tuple[st
 
 
 def _update_sql(objects: Sequence[Model], fields: Sequence[str]) -> tuple[str, list[Any]]:
+    connection = _db()
     shape = _update_shape(type(objects[0]), tuple(fields))
     rows = [
         [
-            _copy_value(column, getattr(obj, column.attname), plain)
+            _copy_value(column, getattr(obj, column.attname), plain, connection)
             for column, plain in shape.columns
         ]
         for obj in objects
@@ -157,9 +158,10 @@ class _InsertShape:
             else None
         )
 
-    def values(self, obj: Model) -> list[Any]:
+    def values(self, obj: Model, connection: BaseDatabaseWrapper) -> list[Any]:
         return [
-            _copy_value(field, field.pre_save(obj, True), plain) for field, plain in self.columns
+            _copy_value(field, field.pre_save(obj, True), plain, connection)
+            for field, plain in self.columns
         ]
 
 
@@ -172,7 +174,8 @@ def _insert_sql(group: Sequence[Model], *, returning: bool) -> tuple[str, list[A
     shape = _insert_shape(type(group[0]))
     keyed = returning and shape.generated
     tail = shape.returning if keyed else ""
-    rows = [shape.values(obj) for obj in group]
+    connection = _db()
+    rows = [shape.values(obj, connection) for obj in group]
     document = _json_document(shape.keys, rows) if shape.json is not None else None
     if document is not None:
         return shape.json + tail, [document], keyed
@@ -365,7 +368,9 @@ def _mark_saved(objects: Sequence[Model]) -> None:
 _AS_IS = (str, int, Decimal, UUID)
 
 
-def _copy_value(field: Field, value: object, plain: bool) -> object:
+def _copy_value(
+    field: Field, value: object, plain: bool, connection: BaseDatabaseWrapper
+) -> object:
     """The value as it is sent. Strings, numbers, decimals, UUIDs and aware datetimes go as
     they are: Django's preparation would hand the same object to psycopg (it no longer
     quantizes decimals), at a cost that dominated a batch's writes. Anything else (JSON,
@@ -376,7 +381,7 @@ def _copy_value(field: Field, value: object, plain: bool) -> object:
     if value is None or (plain and isinstance(value, _AS_IS)):
         return value
     if not (plain and isinstance(value, datetime) and value.tzinfo is not None):
-        value = field.get_db_prep_save(value, _db())
+        value = field.get_db_prep_save(value, connection)
     if isinstance(value, datetime) and value.tzinfo is not None and value.tzinfo is not UTC:
         return value.astimezone(UTC)
     return value
