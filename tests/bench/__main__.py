@@ -341,7 +341,7 @@ def same_level_growths(curve: list[dict[str, Any]]) -> list[float]:
     paired = [lv for lv in curve if lv.get("pair") is not None and lv["traders"] in PAIRED]
     growths = []
     for earlier, later in zip(paired, paired[1:], strict=False):
-        if earlier["traders"] == later["traders"] and earlier["pair"] != later["pair"]:
+        if earlier["traders"] == later["traders"]:
             growth = growth_pct(earlier.get("submit_p99_ms"), later.get("submit_p99_ms"))
             if growth is not None:
                 growths.append(growth)

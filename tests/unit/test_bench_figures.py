@@ -118,7 +118,7 @@ def test_the_benchs_figure_is_the_median_over_every_runs_pairs():
     assert "differ by a median of" in report.render_curve(results)
 
 
-def test_the_noise_compares_back_to_back_windows_of_one_level_across_pairs_only():
+def test_the_noise_compares_the_back_to_back_windows_of_one_level_only():
     curve = [
         window(1, 5.0, None),
         window(20, 10.0, 0),
