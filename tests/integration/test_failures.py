@@ -1,18 +1,21 @@
 """Failure paths on real services: a worker SIGKILLed with orders in flight, a venue that
 times out after accepting, a venue that rejects or drops the connection, a broker that cannot
-be reached at commit. After each: every accepted order ends exactly once at the venue, no
-order is lost, and each order's events replay to its stored state."""
+be reached at commit, a Redis restarted with the orders' tasks in it. After each: every
+accepted order ends exactly once at the venue, no order is lost, and each order's events
+replay to its stored state."""
 
 import time
 
+import httpx
 import pytest
+from django.core.management import call_command
 from django.db.models import Count
 
 from brokers.models import SimOrder, SimReport
 from orders import outbox, services
 from orders.models import Fill, Order, OutboxMessage
 from tests.helpers import assert_replays, eur_usd_market, order_when, submit
-from tests.workers import Worker, wait_for
+from tests.workers import Beat, RedisServer, WebProcess, Worker, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -205,3 +208,63 @@ def test_broker_down_at_commit_the_relay_publishes_later(api, market, monkeypatc
         worker.stop()
     assert OutboxMessage.objects.filter(published_at__isnull=True).count() == 0
     assert_replays(Order.objects.select_related("instrument", "account").get(pk=order_id))
+
+
+def test_a_redis_restart_loses_no_accepted_order(trader, market, tmp_path):
+    # given the whole system on a Redis of its own, kept in memory only (as this project's
+    # Redis runs): the web, beat on the schedule `make run` writes, and, for now, no worker
+    call_command("setup_periodic_tasks", verbosity=0)
+    server = RedisServer(tmp_path)
+    redis_env = {"REDIS_URL": server.url(0)}
+    broker = server.client(1)  # the broker's database, next to REDIS_URL's
+    headers = {"Authorization": f"Token {trader.auth_token.key}"}
+    running = [web := WebProcess(**redis_env), Beat(extra_env=redis_env)]
+    # (each order's events replay to its state: checked for every order when the test ends)
+
+    def body(n: int, tag: str) -> dict:
+        return {"account": "ACC-1", "client_order_id": f"{tag}-{n}", "symbol": "EUR_USD",
+                "side": "buy", "type": "market", "quantity": "1000"}  # fmt: skip
+
+    def post(n: int, tag: str) -> httpx.Response:
+        return httpx.post(
+            f"{web.url}/api/v1/orders/", headers=headers, json=body(n, tag), timeout=10
+        )
+
+    try:
+        # and orders accepted, one by one and in a batch, whose tasks wait in the broker
+        singles = [post(n, "before").json()["id"] for n in range(5)]
+        answer = httpx.post(
+            f"{web.url}/api/v1/orders/batch/",
+            headers=headers,
+            json={"orders": [body(n, "batch") for n in range(40)]},
+            timeout=30,
+        ).json()
+        batch = [result["order"]["id"] for result in answer["results"]]
+        accepted = singles + batch
+        assert len(batch) == 40
+        assert Order.objects.filter(pk__in=accepted, status="validated").count() == 45
+        assert broker.llen("orders") > 0
+        # when Redis goes away: an order sent meanwhile is refused and stored nowhere
+        server.stop()
+        refused = post(0, "down")
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "risk_unavailable"
+        assert not Order.objects.filter(client_order_id="down-0").exists()
+        # and comes back empty: every task that waited in it is gone
+        server.start()
+        assert broker.llen("orders") == 0
+        # then a worker started on it fills every accepted order, with nothing but the sweep
+        # beat runs to find them (no new order comes to take them along)
+        running.append(Worker(extra_env={**redis_env, "ORDERS_STUCK_AFTER_SECONDS": "1"}))
+        wait_all_filled(accepted, timeout=60, interval=0.5)
+        # and the web takes orders again, on the connections the restart cut
+        after = [post(n, "after") for n in range(3)]
+        assert [r.status_code for r in after] == [201] * 3, [r.text for r in after]
+        accepted += [r.json()["id"] for r in after]
+        wait_all_filled(accepted, timeout=30, interval=0.2)
+    finally:
+        for process in running:
+            process.stop()
+        server.stop()
+    assert_each_order_exactly_once_at_the_venue(accepted)
+    assert not Order.objects.filter(client_order_id="down-0").exists()
