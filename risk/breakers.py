@@ -6,8 +6,9 @@ Its actions run when it trips (halt the scope, cancel its open orders, flatten i
 Resuming the scope (manual, risk role) resolves its trips; the breaker is armed again.
 
 Metrics (observed value vs threshold, in the breaker's unit):
-- drawdown: (peak equity today - equity) / peak x 100, the peak tracked in Redis per
-  trading day; scope account (global: the sum of every account's equity).
+- drawdown: (peak equity today - equity) / peak x 100, the peak kept in the database per
+  trading day (BreakerPeak: a Redis restart must not forget it); scope account (global: the
+  sum of every account's equity).
 - daily_loss: -(daily P&L) in the account currency (a loss is positive).
 - volatility: |mid now - mid a window ago| / mid x 100, from mids sampled in Redis each run.
 - reject_rate: rejected / all orders created in the window, in %, once at least 10 orders.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import cache
 
@@ -33,7 +34,14 @@ from brokers.marketdata import last_quotes
 from orders.models import Account, Order, Position
 from orders.valuation import account_value, last_cutoff
 
-from .models import BreakerAction, BreakerKind, BreakerTrip, CircuitBreaker, Scope
+from .models import (
+    BreakerAction,
+    BreakerKind,
+    BreakerPeak,
+    BreakerTrip,
+    CircuitBreaker,
+    Scope,
+)
 from .notify import notify
 
 logger = logging.getLogger(__name__)
@@ -61,15 +69,25 @@ def _accounts(breaker: CircuitBreaker) -> list[Account]:
 
 def _observe_drawdown(breaker: CircuitBreaker, now: datetime) -> Observation | None:
     equity = sum((account_value(a, now=now).equity for a in _accounts(breaker)), Decimal(0))
-    key = f"breaker:peak:{breaker.pk}:{last_cutoff(now).date().isoformat()}"
-    client = _redis()
-    stored = client.get(key)
-    peak = max(Decimal(stored.decode()) if stored else equity, equity)
-    client.set(key, str(peak), ex=3 * 86400)
+    peak = _day_peak(breaker, last_cutoff(now).date(), equity)
     if peak <= 0:
         return None
     drawdown = (peak - equity) / peak * 100
     return Observation(drawdown, {"equity": str(equity), "peak": str(peak)})
+
+
+def _day_peak(breaker: CircuitBreaker, day: date, equity: Decimal) -> Decimal:
+    """The breaker's peak equity of `day`, raised to `equity` when that is higher. Under the
+    row's lock: beat's run and a run after a fill may evaluate the breaker together."""
+    with transaction.atomic():
+        row, created = BreakerPeak.objects.select_for_update().get_or_create(
+            breaker=breaker, trading_day=day, defaults={"peak": equity}
+        )
+        if not created and equity > row.peak:
+            row.peak = equity
+            row.updated_at = timezone.now()
+            row.save(update_fields=["peak", "updated_at"])
+    return row.peak
 
 
 def _observe_daily_loss(breaker: CircuitBreaker, now: datetime) -> Observation | None:

@@ -193,6 +193,28 @@ class CircuitBreaker(models.Model):
         return self.name
 
 
+class BreakerPeak(models.Model):
+    """The highest equity a drawdown breaker has seen in a trading day. Kept in the database,
+    not in Redis: this project's Redis keeps nothing on disk, and a peak forgotten in a
+    restart would measure the day's drawdown again from the equity of that moment. One row a
+    breaker and trading day, raised in place; the rows of past days stay (a few bytes a day)."""
+
+    breaker = models.ForeignKey(CircuitBreaker, on_delete=models.CASCADE, related_name="peaks")
+    trading_day = models.DateField()
+    peak = models.DecimalField(max_digits=28, decimal_places=10)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["breaker", "trading_day"], name="breakerpeak_one_a_day"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.breaker_id} {self.trading_day}: {self.peak}"
+
+
 class BreakerTrip(models.Model):
     breaker = models.ForeignKey(CircuitBreaker, on_delete=models.PROTECT, related_name="trips")
     tripped_at = models.DateTimeField(default=timezone.now)

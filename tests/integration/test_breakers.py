@@ -147,6 +147,27 @@ def test_drawdown_from_the_days_peak(api, long_aapl):
     assert D("1") < trip.observed < D("1.2")
 
 
+def test_a_drawdown_begun_before_a_redis_restart_is_measured_from_the_days_peak(
+    api, long_aapl, settings
+):
+    # given a drawdown breaker that has seen the day's peak
+    import redis
+
+    breaker = CircuitBreaker.objects.create(
+        name="dd", kind="drawdown", scope="account", target="ACC-1", threshold=D("1"),
+        actions=["halt"],
+    )  # fmt: skip
+    quote("AAPL", "199.99", "200.00")  # equity peaks near 100,999.5
+    assert breakers_evaluate() == []
+    # when Redis restarts (this project's keeps nothing on disk) and the market falls
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    quote("AAPL", "188.99", "189.00")  # ~1.09 % below the peak
+    # then the fall is measured from the peak seen before, and trips
+    [trip] = breakers_evaluate()
+    assert D("1") < trip.observed < D("1.2")
+    assert D(trip.detail["peak"]) == breaker.peaks.get().peak
+
+
 def test_reject_rate_over_a_window(api, long_aapl):
     from risk.models import RiskLimit
 
