@@ -1,12 +1,15 @@
 """Failure paths on real services: a worker SIGKILLed with orders in flight, a venue that
 times out after accepting, a venue that rejects or drops the connection, a broker that cannot
-be reached at commit, a Redis restarted with the orders' tasks in it. After each: every
+be reached at commit, a Redis restarted with the orders' tasks in it, a web process killed
+under batches. After each: every
 accepted order ends exactly once at the venue, no order is lost, and each order's events
 replay to its stored state."""
 
+import threading
 import time
 
 import httpx
+import psutil
 import pytest
 from django.core.management import call_command
 from django.db.models import Count
@@ -268,3 +271,63 @@ def test_a_redis_restart_loses_no_accepted_order(trader, market, tmp_path):
         server.stop()
     assert_each_order_exactly_once_at_the_venue(accepted)
     assert not Order.objects.filter(client_order_id="down-0").exists()
+
+
+def test_a_web_process_killed_under_batches_loses_and_duplicates_nothing(trader, market):
+    # given a worker, and a client sending batches of 100 orders back to back to a web process,
+    # sending a batch again when its answer does not come (as any client must)
+    worker = Worker()
+    web = WebProcess(RISK_ORDERS_PER_MINUTE="1000000")
+    headers = {"Authorization": f"Token {trader.auth_token.key}"}
+    batches = [
+        [{"account": "ACC-1", "client_order_id": f"webkill-{b}-{n}", "symbol": "EUR_USD",
+          "side": "buy", "type": "market", "quantity": "1000"} for n in range(100)]
+        for b in range(6)
+    ]  # fmt: skip
+    answers: dict[int, list[dict]] = {}
+    failed_sends: list[str] = []
+
+    def client() -> None:
+        with httpx.Client(base_url=web.url, headers=headers, timeout=30) as http:
+            for b, orders in enumerate(batches):
+                while b not in answers:
+                    try:
+                        response = http.post("/api/v1/orders/batch/", json={"orders": orders})
+                    except httpx.HTTPError as error:
+                        failed_sends.append(f"batch {b}: {error!r}")
+                        time.sleep(0.1)
+                        continue
+                    if response.status_code == 200:
+                        answers[b] = response.json()["results"]
+                    else:  # shed at the door (503): nothing stored, send again
+                        time.sleep(0.1)
+
+    sending = threading.Thread(target=client, daemon=True)
+    stored = Order.objects.filter(client_order_id__startswith="webkill-")
+    try:
+        sending.start()
+        # when the process serving them is killed (SIGKILL) after a batch commits, while it
+        # answers it or takes the next; gunicorn's master starts another
+        wait_for(lambda: stored.count() >= 200, interval=0.002, message="two batches stored")
+        [serving] = psutil.Process(web.process.pid).children()
+        serving.kill()
+        sending.join(timeout=90)
+        assert not sending.is_alive(), "the client did not get every batch answered"
+    finally:
+        web.stop()
+    try:
+        # then some send failed, yet every order was answered and stored once
+        assert failed_sends, "the kill came between two requests: it tested nothing"
+        ids = {}
+        for b, results in answers.items():
+            for n, result in enumerate(results):
+                assert result["status"] in (200, 201), result
+                ids[f"webkill-{b}-{n}"] = result["order"]["id"]
+        assert len(ids) == 600 and len(set(ids.values())) == 600
+        assert stored.count() == 600
+        # and each is filled once at the venue (the sweep, beat's job, run here by the test,
+        # finds an order whose after-commit publish died with the process)
+        wait_all_filled(list(ids.values()), timeout=90, interval=0.5, sweep_older_than=1)
+    finally:
+        worker.stop()
+    assert_each_order_exactly_once_at_the_venue(list(ids.values()))
