@@ -169,6 +169,15 @@ class VenueAdapter(Protocol):
         """Raises VenueOrderNotFound when the venue has no such order."""
         ...
 
+    def working_orders(self) -> Sequence[VenueOrderState]:
+        """Every order the venue holds working, each as `order_status` would answer it but
+        without its reports: one call, paged by the adapter as its venue pages (OANDA's
+        `GET /accounts/{id}/pendingOrders`, Alpaca's `GET /v2/orders?status=open`, 500 a page,
+        CCXT's `fetch_open_orders`). Reconciliation compares our open orders with it and asks
+        about the ones that differ only. Raises NotImplementedError where the venue cannot
+        list its orders: reconciliation then asks about every order."""
+        ...
+
     def reports_since(self, cursor: int, *, limit: int = 1000) -> Sequence[ExecutionReport]:
         """The execution-report stream from a cursor (exclusive), for pollers."""
         ...

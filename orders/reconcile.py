@@ -5,7 +5,9 @@ One pass per venue (`venue_reconcile`), run by beat every minute and at worker s
 
 1. Orders. Each of our orders that should be at the venue (pending_submit, submitted,
    acknowledged, partially_filled, pending_cancel) and has not changed for a few seconds is
-   looked up by client order id. The venue's reports go through
+   compared with the venue's list of its working orders (one call); one the list shows as we
+   have it (working, our filled quantity) agrees, and every other is looked up by client
+   order id. The venue's reports go through
    `services.execution_reports_apply`, the same idempotent path the poller uses, so a fill we
    never heard of is booked exactly once (missed_fill, healed) and a cancel or expiry we
    missed is applied. An order the venue does not know is lost: with no venue order id it may
@@ -63,6 +65,10 @@ CHECKED: tuple[str, ...] = (
     S.PARTIALLY_FILLED,
     S.PENDING_CANCEL,
 )
+# Our statuses in which an order the venue lists as working, filled as much as ours, agrees
+# with the venue. The others are on their way (a submission, a cancel) and are always asked
+# about, as is every order of a venue that cannot list its orders.
+RESTING: frozenset[str] = frozenset({S.ACKNOWLEDGED, S.PARTIALLY_FILLED})
 FILL_EVENTS = frozenset({"fill", "late_fill"})
 # A run still "running" this long after it started lost its worker (the task's hard limit is
 # 120 s); the next run closes it as failed so the one-running-run constraint frees the venue.
@@ -105,6 +111,25 @@ _SEEN_FIELDS = (
 def _seen(orders: QuerySet[Order], *, limit: int | None = None) -> list[_OrderSeen]:
     rows = orders.values_list(*_SEEN_FIELDS)
     return [_OrderSeen(*row) for row in (rows[:limit] if limit is not None else rows)]
+
+
+def _order_key(client_order_id: str) -> str:
+    """Our order id as str(UUID) spells it, from the venue's spelling of it."""
+    try:
+        return str(UUID(client_order_id))
+    except ValueError:
+        return client_order_id
+
+
+def _agrees(seen: _OrderSeen, listed: VenueOrderState | None) -> bool:
+    """The venue lists the order working, as much filled as ours, under its venue id."""
+    return (
+        listed is not None
+        and seen.status in RESTING
+        and listed.status == "working"
+        and listed.filled_quantity == seen.filled_quantity
+        and (not seen.venue_order_id or listed.venue_order_id == seen.venue_order_id)
+    )
 
 
 def venue_reconcile(
@@ -216,12 +241,28 @@ class _Reconciliation:
         cutoff = self.now - timedelta(seconds=self.settle)
         at_venue = Order.objects.filter(venue=self.venue_name, status__in=CHECKED)
         self.counts["orders_in_motion"] = at_venue.filter(updated_at__gte=cutoff).count()
-        for seen in _seen(at_venue.filter(updated_at__lt=cutoff).order_by("updated_at", "pk")):
+        # Ours first, then the venue's list: whatever the venue does after our read shows as a
+        # difference, and the order is asked about.
+        orders = _seen(at_venue.filter(updated_at__lt=cutoff).order_by("updated_at", "pk"))
+        listed = self._working_at_venue() if orders else {}
+        for seen in orders:
+            if _agrees(seen, listed.get(str(seen.id))):
+                self.counts["orders_matched"] += 1
+                continue
             if time.monotonic() > self.deadline:
                 self.counts["orders_unchecked"] += 1
                 continue
             self.counts["orders_checked"] += 1
             self._order_check(seen, judge_lost=True)
+
+    def _working_at_venue(self) -> dict[str, VenueOrderState]:
+        """The venue's working orders by our order id (any spelling of it the venue answers
+        with); none where the venue cannot list its orders."""
+        try:
+            working = self.venue.working_orders()
+        except NotImplementedError:
+            return {}
+        return {_order_key(state.client_order_id): state for state in working}
 
     def _order_check(self, seen: _OrderSeen, *, judge_lost: bool) -> None:
         try:
@@ -477,6 +518,7 @@ class _Reconciliation:
         kinds = Counter(item.kind for item in self.breaks)
         healed = sum(1 for item in self.breaks if item.healed)
         return {
+            "orders_matched": self.counts["orders_matched"],
             "orders_checked": self.counts["orders_checked"],
             "orders_in_motion": self.counts["orders_in_motion"],
             "orders_unchecked": self.counts["orders_unchecked"],

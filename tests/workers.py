@@ -306,11 +306,12 @@ class RedisServer:
         wait_for(answers, timeout=20, message="the test's Redis server")
 
     def stop(self) -> None:
-        """Stop at once, writing nothing to disk (SHUTDOWN NOSAVE)."""
+        """Stop it (SIGTERM). With no persistence configured it writes nothing to disk, so it
+        starts again empty."""
         if self.process is None:
             return
         if self.process.poll() is None:
-            self.process.terminate()  # SIGTERM: without persistence configured, saves nothing
+            self.process.terminate()
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:

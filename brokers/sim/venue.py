@@ -332,6 +332,21 @@ class SimulatedVenue:
             reports=tuple(self._reports(order, include_suppressed=True)),
         )
 
+    def working_orders(self) -> Sequence[VenueOrderState]:
+        self._network()
+        rows = SimOrder.objects.filter(status="working").values_list(
+            "pk", "client_order_id", "filled_quantity"
+        )
+        return [
+            VenueOrderState(
+                client_order_id=client_order_id,
+                venue_order_id=sim_venue_order_id(pk),
+                status="working",
+                filled_quantity=filled,
+            )
+            for pk, client_order_id, filled in rows.iterator(chunk_size=5000)
+        ]
+
     # The stream's columns, read as tuples: the pollers read every report once a second, most
     # of them already applied by the submit path, and building two model instances per report
     # cost a tenth of a worker's CPU under batch load.

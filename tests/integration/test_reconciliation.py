@@ -159,6 +159,7 @@ def test_a_missed_fill_is_found_and_healed_through_the_normal_path(api, market, 
     assert run.status == "breaks"
     assert run.finished_at is not None
     assert run.summary == {
+        "orders_matched": 0,
         "orders_checked": 1,
         "orders_in_motion": 0,
         "orders_unchecked": 0,
@@ -179,6 +180,124 @@ def test_a_missed_fill_is_found_and_healed_through_the_normal_path(api, market, 
     assert again.summary["breaks"] == {}
     assert order.fills.count() == 1
     assert order.events.count() == events
+
+
+# --- the venue's list of working orders -----------------------------------------------------
+
+
+def resting_buys(trader, count: int) -> list[Order]:
+    """`count` GTC buy limits of 1,000 EUR_USD at 1.08000, below the market: sent to the
+    venue, where they rest (acknowledged)."""
+    account = trader.trading_accounts.get()
+    requests = [
+        services.SubmitRequest(account, buy_limit_terms(D("1.08000"), f"rest-{n}"))
+        for n in range(count)
+    ]
+    answers = services.orders_submit_many(
+        requests=requests, user=trader, actor="user:alice", admitted=True
+    )
+    ids = [str(answer.order.pk) for answer in answers]
+    services.orders_submit_to_venue_many(order_ids=ids)
+    orders = list(Order.objects.filter(pk__in=ids))
+    assert {order.status for order in orders} == {"acknowledged"}
+    return orders
+
+
+class AskedAbout:
+    """The simulated venue, counting the orders reconciliation asks about one by one."""
+
+    def __init__(self, venue: SimulatedVenue) -> None:
+        self.venue = venue
+        self.asked: list[str] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self.venue, name)
+
+    def order_status(self, **ids):
+        self.asked.append(ids.get("client_order_id", ""))
+        return self.venue.order_status(**ids)
+
+
+@pytest.mark.django_db
+def test_orders_the_venue_lists_as_we_have_them_are_not_asked_about_one_by_one(
+    trader, market, settings, monkeypatch
+):
+    # given 30 orders resting at the venue as we have them
+    settings.RISK_ORDERS_PER_MINUTE = 1000
+    resting_buys(trader, 30)
+    venue = AskedAbout(SimulatedVenue(config=settings.SIM_VENUE))
+    monkeypatch.setattr(reconcile, "venue_for", lambda name: venue)
+    # when
+    run = reconcile_now()
+    # then one list of the venue's working orders answers for all of them
+    assert venue.asked == []
+    assert (run.status, run.summary["orders_matched"], run.summary["orders_checked"]) == (
+        "ok",
+        30,
+        0,
+    )
+
+
+@pytest.mark.django_db
+def test_a_resting_order_partly_filled_without_a_report_is_asked_about_and_healed(
+    trader, market, settings, monkeypatch
+):
+    # given resting orders, and a venue that fills one in part and drops the fill's report
+    settings.RISK_ORDERS_PER_MINUTE = 1000
+    orders = resting_buys(trader, 3)
+    dropping = SimulatedVenue(config={**settings.SIM_VENUE, "DROP_FILL_REPORT_RATE": 1})
+    size = D("1000000")
+    dropping.set_quote(
+        "EUR_USD", bid=D("1.07990"), ask=D("1.08000"), bid_size=size, ask_size=D("400")
+    )
+    partly = SimOrder.objects.get(status="working", filled_quantity=D("400"))
+    assert SimOrder.objects.filter(status="working", filled_quantity=0).count() == 2
+    services.venue_poll(venue_name="sim")
+    assert {order.status for order in Order.objects.filter(pk__in=[o.pk for o in orders])} == {
+        "acknowledged"
+    }
+    venue = AskedAbout(SimulatedVenue(config=settings.SIM_VENUE))
+    monkeypatch.setattr(reconcile, "venue_for", lambda name: venue)
+    # when
+    run = reconcile_now()
+    # then only that order is asked about, and its fill is booked once
+    assert venue.asked == [partly.client_order_id]
+    assert (run.summary["orders_matched"], run.summary["orders_checked"]) == (2, 1)
+    found = run.breaks.get()
+    assert (found.kind, found.healed, found.expected, found.actual) == (
+        "missed_fill",
+        True,
+        "filled 0",
+        "filled 400 at the venue",
+    )
+    order = Order.objects.get(pk=partly.client_order_id)
+    assert (order.status, order.filled_quantity) == ("partially_filled", D("400"))
+    assert_replays(order)
+    # and the next pass finds the three as the venue lists them
+    again = reconcile_now()
+    assert (again.status, again.summary["orders_matched"], len(venue.asked)) == ("ok", 3, 1)
+
+
+@pytest.mark.django_db
+def test_a_venue_that_cannot_list_its_orders_is_asked_about_each(
+    trader, market, settings, monkeypatch
+):
+    settings.RISK_ORDERS_PER_MINUTE = 1000
+    resting_buys(trader, 4)
+    venue = AskedAbout(SimulatedVenue(config=settings.SIM_VENUE))
+
+    def cannot_list():
+        raise NotImplementedError
+
+    venue.working_orders = cannot_list
+    monkeypatch.setattr(reconcile, "venue_for", lambda name: venue)
+    run = reconcile_now()
+    assert len(venue.asked) == 4
+    assert (run.status, run.summary["orders_matched"], run.summary["orders_checked"]) == (
+        "ok",
+        0,
+        4,
+    )
 
 
 # --- lost orders ----------------------------------------------------------------------------
