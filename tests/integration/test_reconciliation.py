@@ -218,19 +218,25 @@ class AskedAbout:
         return self.venue.order_status(**ids)
 
 
-@pytest.mark.django_db
-def test_orders_the_venue_lists_as_we_have_them_are_not_asked_about_one_by_one(
-    trader, market, settings, monkeypatch
-):
-    # given 30 orders resting at the venue as we have them
-    settings.RISK_ORDERS_PER_MINUTE = 1000
-    resting_buys(trader, 30)
+@pytest.fixture
+def asked(settings, monkeypatch) -> AskedAbout:
+    """The venue reconciliation talks to, counting the orders it asks about one by one."""
+    settings.RISK_ORDERS_PER_MINUTE = 1000  # for resting_buys
     venue = AskedAbout(SimulatedVenue(config=settings.SIM_VENUE))
     monkeypatch.setattr(reconcile, "venue_for", lambda name: venue)
+    return venue
+
+
+@pytest.mark.django_db
+def test_orders_the_venue_lists_as_we_have_them_are_not_asked_about_one_by_one(
+    trader, market, asked
+):
+    # given 30 orders resting at the venue as we have them
+    resting_buys(trader, 30)
     # when
     run = reconcile_now()
     # then one list of the venue's working orders answers for all of them
-    assert venue.asked == []
+    assert asked.asked == []
     assert (run.status, run.summary["orders_matched"], run.summary["orders_checked"]) == (
         "ok",
         30,
@@ -240,10 +246,9 @@ def test_orders_the_venue_lists_as_we_have_them_are_not_asked_about_one_by_one(
 
 @pytest.mark.django_db
 def test_a_resting_order_partly_filled_without_a_report_is_asked_about_and_healed(
-    trader, market, settings, monkeypatch
+    trader, market, settings, asked
 ):
     # given resting orders, and a venue that fills one in part and drops the fill's report
-    settings.RISK_ORDERS_PER_MINUTE = 1000
     orders = resting_buys(trader, 3)
     dropping = SimulatedVenue(config={**settings.SIM_VENUE, "DROP_FILL_REPORT_RATE": 1})
     size = D("1000000")
@@ -256,12 +261,10 @@ def test_a_resting_order_partly_filled_without_a_report_is_asked_about_and_heale
     assert {order.status for order in Order.objects.filter(pk__in=[o.pk for o in orders])} == {
         "acknowledged"
     }
-    venue = AskedAbout(SimulatedVenue(config=settings.SIM_VENUE))
-    monkeypatch.setattr(reconcile, "venue_for", lambda name: venue)
     # when
     run = reconcile_now()
     # then only that order is asked about, and its fill is booked once
-    assert venue.asked == [partly.client_order_id]
+    assert asked.asked == [partly.client_order_id]
     assert (run.summary["orders_matched"], run.summary["orders_checked"]) == (2, 1)
     found = run.breaks.get()
     assert (found.kind, found.healed, found.expected, found.actual) == (
@@ -275,24 +278,19 @@ def test_a_resting_order_partly_filled_without_a_report_is_asked_about_and_heale
     assert_replays(order)
     # and the next pass finds the three as the venue lists them
     again = reconcile_now()
-    assert (again.status, again.summary["orders_matched"], len(venue.asked)) == ("ok", 3, 1)
+    assert (again.status, again.summary["orders_matched"], len(asked.asked)) == ("ok", 3, 1)
 
 
 @pytest.mark.django_db
-def test_a_venue_that_cannot_list_its_orders_is_asked_about_each(
-    trader, market, settings, monkeypatch
-):
-    settings.RISK_ORDERS_PER_MINUTE = 1000
+def test_a_venue_that_cannot_list_its_orders_is_asked_about_each(trader, market, asked):
     resting_buys(trader, 4)
-    venue = AskedAbout(SimulatedVenue(config=settings.SIM_VENUE))
 
     def cannot_list():
         raise NotImplementedError
 
-    venue.working_orders = cannot_list
-    monkeypatch.setattr(reconcile, "venue_for", lambda name: venue)
+    asked.working_orders = cannot_list
     run = reconcile_now()
-    assert len(venue.asked) == 4
+    assert len(asked.asked) == 4
     assert (run.status, run.summary["orders_matched"], run.summary["orders_checked"]) == (
         "ok",
         0,
