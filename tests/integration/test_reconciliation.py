@@ -13,7 +13,8 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Group
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -32,6 +33,7 @@ from orders.models import (
     ReconciliationRun,
 )
 from orders.reconcile import venue_reconcile
+from orders.validation import OrderTerms
 from tests.conftest import client_for, make_trader
 from tests.helpers import (
     assert_replays,
@@ -407,6 +409,53 @@ def test_a_position_difference_is_flagged_and_never_overwritten(api, market, dro
     # and nothing of ours was written over
     assert account_position().quantity == D("90000")
     assert (Fill.objects.count(), OrderEvent.objects.count()) == counts
+
+
+def filled_at_the_sim(trader) -> Order:
+    """A market buy of 100,000 EUR_USD on ACC-1, filled at the simulated venue and booked."""
+    terms = OrderTerms(symbol="EUR_USD", side="buy", type="market", time_in_force="ioc",
+                       quantity=D("100000"))  # fmt: skip
+    order = services.order_submit(
+        account=trader.trading_accounts.get(), terms=terms, user=trader, actor="user:alice"
+    ).order
+    services.orders_submit_to_venue_many(order_ids=[str(order.pk)])
+    order.refresh_from_db()
+    assert order.status == "filled"
+    return order
+
+
+@pytest.mark.django_db
+def test_with_fills_at_one_venue_only_no_account_sums_its_fills(trader, market):
+    filled_at_the_sim(trader)
+    with CaptureQueriesContext(connection) as queries:
+        run = reconcile_now()
+    assert (run.status, run.summary["positions_compared"]) == ("ok", 1)
+    assert not [q["sql"] for q in queries if 'SUM("orders_fill"."quantity")' in q["sql"]]
+
+
+@pytest.mark.django_db
+def test_a_position_part_booked_at_another_venue_is_no_difference(trader, market):
+    # given a position of 100,000 from the simulated venue and 5,000 booked at another venue
+    order = filled_at_the_sim(trader)
+    sim_fill = order.fills.get()
+    Fill.objects.create(
+        order=order, account=sim_fill.account, instrument=sim_fill.instrument, side="buy",
+        quantity=D("5000"), price=sim_fill.price, liquidity=sim_fill.liquidity, venue="other",
+        venue_execution_id="other-1", executed_at=timezone.now(),
+    )  # fmt: skip
+    Position.objects.filter(pk=account_position().pk).update(quantity=D("105000"))
+    # when
+    run = reconcile_now()
+    # then the simulated venue's 100,000 is what we expect of it
+    assert (run.status, run.summary["breaks"]) == ("ok", {})
+    # and a difference there still names the other venue's part
+    Position.objects.filter(pk=account_position().pk).update(quantity=D("104000"))
+    mismatch = reconcile_now().breaks.get()
+    assert (mismatch.expected, mismatch.actual, mismatch.detail["other_venues"]) == (
+        "99000",
+        "100000",
+        "5000",
+    )
 
 
 # --- the run itself -------------------------------------------------------------------------
