@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.db import OperationalError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from psycopg_pool import PoolTimeout, TooManyRequests
 from rest_framework import exceptions, status
@@ -19,6 +19,8 @@ logger = logging.getLogger(__name__)
 
 # Seconds a client is asked to wait after the database connection pool was exhausted.
 POOL_EXHAUSTED_RETRY_AFTER = 1
+# ... and after the database failed a request (unreachable, restarting, a conflict).
+DATABASE_FAILED_RETRY_AFTER = 1
 
 DRF_CODES = {
     exceptions.NotAuthenticated: "not_authenticated",
@@ -102,6 +104,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         )
         response["Retry-After"] = str(POOL_EXHAUSTED_RETRY_AFTER)
         return shed(response)
+    if isinstance(exc, OperationalError | InterfaceError):
+        return _database_failed(exc, context)
     if isinstance(exc, ApplicationError):
         response = Response({"error": exc.as_dict()}, status=exc.http_status)
         retry_after = getattr(exc, "retry_after", None)
@@ -124,6 +128,34 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         response.status_code = status.HTTP_401_UNAUTHORIZED
         response["WWW-Authenticate"] = 'Token realm="api"'
+    return response
+
+
+def _database_failed(exc: Exception, context: dict[str, Any]) -> Response:
+    """The database could not be reached, dropped the connection, or gave the transaction up
+    (a restart, a failover, a deadlock): 503 `service_unavailable` with Retry-After, which a
+    client may retry, not a 500. Whatever the request wrote was rolled back, unless the
+    connection broke during the COMMIT itself, when nobody can tell: the answer says so, and
+    an order sent again with the same client_order_id is answered with its stored copy if
+    there is one (idempotency), so repeating is always safe. Logged at ERROR with the cause:
+    an outage must show."""
+    view = context.get("view")
+    logger.error(
+        "database failed an API request: %s: %s",
+        type(exc).__name__,
+        exc,
+        extra={"view": type(view).__name__ if view is not None else None},
+    )
+    response = Response(
+        error_body(
+            "service_unavailable",
+            "the database could not complete the request; send it again shortly (an order "
+            "with the same client_order_id is answered with the stored order if it was stored)",
+        ),
+        status=status.HTTP_503_SERVICE_UNAVAILABLE,
+    )
+    response["Retry-After"] = str(DATABASE_FAILED_RETRY_AFTER)
+    response._has_been_logged = True  # type: ignore[attr-defined]  # logged above, once
     return response
 
 

@@ -221,8 +221,9 @@ def test_while_one_thread_counts_the_others_refuse_on_a_recent_count_only(settin
 
 
 def test_a_count_that_fails_stores_nothing_and_the_next_request_counts_again(api, small_intake):
-    """The database away while the backlog is counted: that order is refused (500) and not
-    stored; the count is taken again by the next request, which goes through."""
+    """The database away while the backlog is counted: that order is refused (503
+    `service_unavailable`, to be sent again) and not stored; the count is taken again by the
+    next request, which goes through."""
     from unittest import mock
 
     from django.db import OperationalError
@@ -232,7 +233,7 @@ def test_a_count_that_fails_stores_nothing_and_the_next_request_counts_again(api
         services, "_waiting_orders", side_effect=OperationalError("server closed")
     ):
         refused = post(api, "while-away")
-    assert refused.status_code == 500
+    assert (refused.status_code, refused.json()["error"]["code"]) == (503, "service_unavailable")
     assert not Order.objects.filter(client_order_id="while-away").exists()
     assert post(api, "after").status_code == 201
     assert Order.objects.filter(client_order_id="after").count() == 1
