@@ -21,7 +21,14 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    transaction,
+)
 from django.utils import timezone
 
 from brokers.base import (
@@ -292,6 +299,12 @@ def order_submit(
             raise
         risk_services.order_rate_release(admission)  # a repeat is not a new order
         return repeat
+    except (OperationalError, InterfaceError) as error:
+        if not _stored_after_all(error, order.id):
+            risk_services.order_rate_release(admission)
+            raise
+        if not breaches:  # stored, though the answer was lost on the way
+            outbox.publish_after_commit(submission)
     if breaches:
         raise RiskRejected(
             order.reject_reason or "risk limits breached",
@@ -299,6 +312,22 @@ def order_submit(
             extra={"reasons": risk_services.reasons_of(breaches)},
         )
     return SubmitResult(order=order, created=True)
+
+
+def _stored_after_all(error: DatabaseError, order_id: UUID) -> bool:
+    """Whether the database stored the order, after it failed the statement that stores it.
+    The intake's insert is its own transaction, so a connection that broke while it committed
+    leaves the client not knowing: it is asked on a new connection, and a stored order is
+    answered as stored instead of as a failure a client would send again (without a
+    client_order_id, that would store it twice). Raises `error` when it cannot be told: inside
+    an outer transaction (the failure rolled it back), or with the database still away."""
+    if connection.in_atomic_block:
+        raise error
+    connection.close()
+    try:
+        return Order.objects.filter(pk=order_id).exists()
+    except DatabaseError:
+        raise error from None
 
 
 def _gate_request(
@@ -519,6 +548,12 @@ def orders_submit_many(
             for index, request, order in pending:
                 answers[index] = one_by_one(request)
                 _repoint_repeats(answers, order, answers[index])
+        except (OperationalError, InterfaceError) as error:
+            # One statement stores the group: all of it or none. Stored, it is answered as
+            # stored; not, the request fails (503) with what it stored before this group.
+            if not _stored_after_all(error, orders[0].id):
+                raise
+            outbox.publish_after_commit(*submissions)
         else:
             outbox.publish_after_commit(*submissions)
         pending.clear()

@@ -1,13 +1,15 @@
 """The API when the database fails a request (unreachable, restarting, a transaction given
 up): 503 `service_unavailable` with Retry-After, in the API's error shape, never a 500; and
-sending the order again is safe (tradingsite/api_errors.py)."""
+sending the order again is safe (tradingsite/api_errors.py). An insert whose connection broke
+as it committed is looked up: a stored order is answered as stored (services._stored_after_all)."""
 
 import httpx
 import pytest
 from django.db import OperationalError
 
+from orders import services
 from orders.models import Order
-from tests.helpers import order_body, submit
+from tests.helpers import assert_replays, order_body, submit
 from tests.workers import WebProcess
 
 
@@ -36,6 +38,61 @@ def test_a_database_failure_is_a_503_to_retry_and_the_retry_stores_the_order_onc
     again = submit(api, expect=(200,), client_order_id="db-down-1")
     assert first["id"] == again["id"]
     assert Order.objects.filter(client_order_id="db-down-1").count() == 1
+
+
+def lost_on_the_way(*, stored: bool):
+    """A stand-in for the intake's insert whose connection breaks as it commits: the insert
+    done (`stored`) or not, and the client told only that the connection broke."""
+    real = services.rows_insert
+
+    def insert(*groups, **kwargs):
+        if stored:
+            real(*groups, **kwargs)
+        raise OperationalError("consuming input failed: server closed the connection")
+
+    return insert
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_order_stored_by_an_insert_whose_answer_was_lost_is_answered_as_stored(api, monkeypatch):
+    # given an insert that stores the order, then loses the connection before its answer
+    monkeypatch.setattr(services, "rows_insert", lost_on_the_way(stored=True))
+    # when an order without a client order id is sent
+    body = {k: v for k, v in order_body().items() if k != "client_order_id"}
+    response = api.post("/api/v1/orders/", body, format="json")
+    # then it is answered as stored (a 503 would have the client send it again: a second order)
+    assert response.status_code == 201, response.content
+    stored = Order.objects.get()
+    assert (str(stored.id), stored.status) == (response.json()["id"], "validated")
+    assert_replays(stored)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_order_the_failed_insert_did_not_store_is_a_503(api, monkeypatch):
+    monkeypatch.setattr(services, "rows_insert", lost_on_the_way(stored=False))
+    assert_service_unavailable(api.post("/api/v1/orders/", order_body(), format="json"))
+    assert not Order.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_stored_by_an_insert_whose_answer_was_lost_is_answered_as_stored(api, monkeypatch):
+    monkeypatch.setattr(services, "rows_insert", lost_on_the_way(stored=True))
+    body = {"orders": [order_body(client_order_id=f"lost-{n}") for n in range(3)]}
+    response = api.post("/api/v1/orders/batch/", body, format="json")
+    assert response.status_code == 200, response.content
+    results = response.json()["results"]
+    assert [result["status"] for result in results] == [201, 201, 201]
+    assert sorted(str(pk) for pk in Order.objects.values_list("pk", flat=True)) == sorted(
+        result["order"]["id"] for result in results
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_the_failed_insert_did_not_store_is_a_503(api, monkeypatch):
+    monkeypatch.setattr(services, "rows_insert", lost_on_the_way(stored=False))
+    body = {"orders": [order_body(client_order_id=f"lost-{n}") for n in range(3)]}
+    assert_service_unavailable(api.post("/api/v1/orders/batch/", body, format="json"))
+    assert not Order.objects.exists()
 
 
 @pytest.mark.worker
