@@ -135,10 +135,11 @@ def _database_failed(exc: Exception, context: dict[str, Any]) -> Response:
     """The database could not be reached, dropped the connection, or gave the transaction up
     (a restart, a failover, a deadlock): 503 `service_unavailable` with Retry-After, which a
     client may retry, not a 500. Whatever the request wrote was rolled back, unless the
-    connection broke during the COMMIT itself, when nobody can tell: the answer says so, and
-    an order sent again with the same client_order_id is answered with its stored copy if
-    there is one (idempotency), so repeating is always safe. Logged at ERROR with the cause:
-    an outage must show."""
+    connection broke during the COMMIT itself. The intake looks its insert up then and answers
+    a stored order as stored (services._stored_after_all); where even that cannot be told, the
+    answer says to send the order again with the same client_order_id, which is answered with
+    its stored copy if there is one (idempotency). Logged at ERROR with the cause: an outage
+    must show."""
     view = context.get("view")
     logger.error(
         "database failed an API request: %s: %s",
