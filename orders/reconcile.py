@@ -80,6 +80,8 @@ TIME_BUDGET_SECONDS = 60
 # still open) are asked for again before the difference is declared.
 RECHECK_WINDOW = timedelta(hours=1)
 RECHECK_MAX_ORDERS = 500
+# The client order ids an unknown_venue_order break names, at most.
+STRANGERS_NAMED = 50
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,14 @@ def _order_key(client_order_id: str) -> str:
         return str(UUID(client_order_id))
     except ValueError:
         return client_order_id
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _agrees(seen: _OrderSeen, listed: VenueOrderState | None) -> bool:
@@ -388,11 +398,43 @@ class _Reconciliation:
     # --- working orders -------------------------------------------------------------------
 
     def working_orders_check(self) -> None:
-        """The venue holds no more working orders than we have open there. Our side is read
-        before and after the venue is asked, so an order that opens or closes meanwhile is
-        not taken for a stranger."""
+        """The venue works no order that is not open here. Our side is read before and after
+        the venue is asked, so an order that opens or closes meanwhile is not taken for a
+        stranger. From the venue's list of its working orders the strangers are named; a venue
+        that cannot list them is compared by count (`account()["working_orders"]`), if it
+        gives one."""
         open_here = Order.objects.filter(venue=self.venue_name, status__in=OPEN)
         before = set(open_here.values_list("pk", flat=True))
+        try:
+            listed = [_order_key(state.client_order_id) for state in self.venue.working_orders()]
+        except NotImplementedError:
+            self._working_orders_counted(open_here, before)
+            return
+        ours = {str(pk) for pk in before | set(open_here.values_list("pk", flat=True))}
+        strangers = sorted(key for key in listed if key not in ours)
+        if not strangers:
+            return
+        # An id of ours closed here, still working there, is no stranger to us: say which.
+        closed_here = sorted(
+            str(pk)
+            for pk in Order.objects.filter(
+                pk__in=[key for key in strangers if _is_uuid(key)]
+            ).values_list("pk", flat=True)
+        )
+        self._break(
+            Kind.UNKNOWN_VENUE_ORDER,
+            Severity.WARNING,
+            expected=f"no working order at the venue that is not open here ({len(ours)} open)",
+            actual=f"{len(strangers)} working at the venue and not open here",
+            detail={
+                "ours": len(ours),
+                "venue": len(listed),
+                "client_order_ids": strangers[:STRANGERS_NAMED],
+                "closed_here": closed_here[:STRANGERS_NAMED],
+            },
+        )
+
+    def _working_orders_counted(self, open_here: QuerySet[Order], before: set[UUID]) -> None:
         working = self.venue.account().get("working_orders")
         if not isinstance(working, int):
             return

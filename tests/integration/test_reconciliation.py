@@ -411,6 +411,44 @@ def test_a_position_difference_is_flagged_and_never_overwritten(api, market, dro
     assert (Fill.objects.count(), OrderEvent.objects.count()) == counts
 
 
+@pytest.mark.django_db
+def test_a_working_order_at_the_venue_that_is_not_ours_is_named(trader, market, asked):
+    # given our resting orders, and one at the venue that is not ours
+    ours = resting_buys(trader, 2)
+    asked.venue.submit(venue_ticket("not-ours-1", type="limit", time_in_force="gtc",
+                                    quantity="1000", limit_price=D("1.08000")))  # fmt: skip
+    # when
+    run = reconcile_now()
+    # then the stranger is named, and ours agree
+    stranger = run.breaks.get()
+    assert (stranger.kind, stranger.severity, stranger.account) == (
+        "unknown_venue_order",
+        "warning",
+        "",
+    )
+    assert stranger.detail == {
+        "ours": 2,
+        "venue": 3,
+        "client_order_ids": ["not-ours-1"],
+        "closed_here": [],
+    }
+    assert run.summary["orders_matched"] == len(ours)
+
+
+@pytest.mark.django_db
+def test_a_venue_that_cannot_list_its_orders_is_compared_by_count(trader, market, asked):
+    resting_buys(trader, 2)
+    asked.venue.submit(venue_ticket("not-ours-1", type="limit", time_in_force="gtc",
+                                    quantity="1000", limit_price=D("1.08000")))  # fmt: skip
+
+    def cannot_list():
+        raise NotImplementedError
+
+    asked.working_orders = cannot_list
+    stranger = reconcile_now().breaks.get()
+    assert (stranger.kind, stranger.detail) == ("unknown_venue_order", {"ours": 2, "venue": 3})
+
+
 def filled_at_the_sim(trader) -> Order:
     """A market buy of 100,000 EUR_USD on ACC-1, filled at the simulated venue and booked."""
     terms = OrderTerms(symbol="EUR_USD", side="buy", type="market", time_in_force="ioc",
