@@ -1,7 +1,7 @@
 """Failure paths on real services: a worker SIGKILLed with orders in flight, a venue that
 times out after accepting, a venue that rejects or drops the connection, a broker that cannot
 be reached at commit, a Redis restarted with the orders' tasks in it, a web process killed
-under batches. After each: every
+under batches, the database gone for two seconds under orders. After each: every
 accepted order ends exactly once at the venue, no order is lost, and each order's events
 replay to its stored state."""
 
@@ -26,6 +26,23 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 @pytest.fixture
 def market(instruments):
     return eur_usd_market(size="100000000")
+
+
+@pytest.fixture
+def worker(trader):
+    """A worker of its own for the test, stopped however the test ends."""
+    started = Worker()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def web(trader):
+    """A web process on the test database, no rate limit in the way, stopped however the test
+    ends."""
+    started = WebProcess(RISK_ORDERS_PER_MINUTE="1000000")
+    yield started
+    started.stop()
 
 
 def submit_many(api, count, **body):
@@ -273,11 +290,11 @@ def test_a_redis_restart_loses_no_accepted_order(trader, market, tmp_path):
     assert not Order.objects.filter(client_order_id="down-0").exists()
 
 
-def test_a_web_process_killed_under_batches_loses_and_duplicates_nothing(trader, market):
+def test_a_web_process_killed_under_batches_loses_and_duplicates_nothing(
+    trader, market, worker, web
+):
     # given a worker, and a client sending 8 batches of 100 orders back to back to a web process,
     # sending a batch again when its answer does not come (as any client must)
-    worker = Worker()
-    web = WebProcess(RISK_ORDERS_PER_MINUTE="1000000")
     headers = {"Authorization": f"Token {trader.auth_token.key}"}
     batches = [
         [{"account": "ACC-1", "client_order_id": f"webkill-{b}-{n}", "symbol": "EUR_USD",
@@ -304,37 +321,113 @@ def test_a_web_process_killed_under_batches_loses_and_duplicates_nothing(trader,
 
     sending = threading.Thread(target=client, daemon=True)
     stored = Order.objects.filter(client_order_id__startswith="webkill-")
-    try:
-        sending.start()
-        # when the process serving them is killed (SIGKILL) after a batch commits, while it
-        # answers it or takes the next, and gunicorn's master starts another; then that one
-        # too, further on (one of the two kills could fall between two requests)
-        for stored_before_kill in (200, 500):
-            wait_for(
-                lambda n=stored_before_kill: stored.count() >= n,
-                timeout=60,
-                interval=0.002,
-                message=f"{stored_before_kill} orders stored",
-            )
-            [serving] = psutil.Process(web.process.pid).children()
-            serving.kill()
-        sending.join(timeout=90)
-        assert not sending.is_alive(), "the client did not get every batch answered"
-    finally:
-        web.stop()
-    try:
-        # then some send failed, yet every order was answered and stored once
-        assert failed_sends, "both kills came between two requests: they tested nothing"
-        ids = {}
-        for b, results in answers.items():
-            for n, result in enumerate(results):
-                assert result["status"] in (200, 201), result
-                ids[f"webkill-{b}-{n}"] = result["order"]["id"]
-        assert len(ids) == 800 and len(set(ids.values())) == 800
-        assert stored.count() == 800
-        # and each is filled once at the venue (the sweep, beat's job, run here by the test,
-        # finds an order whose after-commit publish died with the process)
-        wait_all_filled(list(ids.values()), timeout=90, interval=0.5, sweep_older_than=1)
-    finally:
-        worker.stop()
+    sending.start()
+    # when the process serving them is killed (SIGKILL) after a batch commits, while it
+    # answers it or takes the next, and gunicorn's master starts another; then that one too,
+    # further on (one of the two kills could fall between two requests)
+    for stored_before_kill in (200, 500):
+        wait_for(
+            lambda n=stored_before_kill: stored.count() >= n,
+            timeout=60,
+            interval=0.002,
+            message=f"{stored_before_kill} orders stored",
+        )
+        [serving] = psutil.Process(web.process.pid).children()
+        serving.kill()
+    sending.join(timeout=90)
+    assert not sending.is_alive(), "the client did not get every batch answered"
+    # then some send failed, yet every order was answered and stored once
+    assert failed_sends, "both kills came between two requests: they tested nothing"
+    ids = {}
+    for b, results in answers.items():
+        for n, result in enumerate(results):
+            assert result["status"] in (200, 201), result
+            ids[f"webkill-{b}-{n}"] = result["order"]["id"]
+    assert len(ids) == 800 and len(set(ids.values())) == 800
+    assert stored.count() == 800
+    # and each is filled once at the venue (the sweep, beat's job, run here by the test, finds
+    # an order whose after-commit publish died with the process)
+    wait_all_filled(list(ids.values()), timeout=90, interval=0.5, sweep_older_than=1)
     assert_each_order_exactly_once_at_the_venue(list(ids.values()))
+
+
+def admin_connection():
+    """A connection to the server's `postgres` database, as the tests' user, in autocommit:
+    for what cannot be done from inside the test database."""
+    import psycopg
+    from django.db import connection
+
+    db = connection.settings_dict
+    return psycopg.connect(
+        host=db.get("HOST") or "127.0.0.1",
+        port=db.get("PORT") or 5432,
+        user=db.get("USER") or None,
+        password=db.get("PASSWORD") or None,
+        dbname="postgres",
+        autocommit=True,
+    )
+
+
+@pytest.mark.postgres
+def test_a_database_outage_under_orders_loses_and_duplicates_nothing(trader, market, worker, web):
+    # given a worker and a web process on the test database, and a client sending orders one
+    # by one with client order ids, sending one again (same id) while its answer is a 503 or
+    # no answer at all, as the API asks
+    from django.db import connection
+
+    headers = {"Authorization": f"Token {trader.auth_token.key}"}
+    answers: dict[str, dict] = {}
+    refused: list[int] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(base_url=web.url, headers=headers, timeout=30) as http:
+            n = 0
+            while not stop.is_set() or n < 40:
+                coid = f"outage-{n}"
+                body = {"account": "ACC-1", "client_order_id": coid, "symbol": "EUR_USD",
+                        "side": "buy", "type": "market", "quantity": "1000"}  # fmt: skip
+                try:
+                    response = http.post("/api/v1/orders/", json=body)
+                except httpx.HTTPError:
+                    time.sleep(0.05)
+                    continue
+                if response.status_code == 503:
+                    refused.append(n)
+                    time.sleep(0.05)
+                    continue
+                assert response.status_code in (200, 201), response.text
+                answers[coid] = response.json()
+                n += 1
+
+    database = connection.settings_dict["NAME"]
+    sending = threading.Thread(target=client, daemon=True)
+    stored = Order.objects.filter(client_order_id__startswith="outage-")
+    connection.ensure_connection()
+    spared = connection.connection.info.backend_pid  # this test's own
+    with admin_connection() as admin:
+        try:
+            sending.start()
+            wait_for(lambda: stored.count() >= 10, interval=0.01, message="orders before")
+            # when the database goes away for two seconds, as in a restart: every connection
+            # to it ended (the web's, the worker's), none taken meanwhile
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+            ended = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> %s",
+                [database, spared],
+            ).fetchone()[0]
+            time.sleep(2)
+        finally:
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+            stop.set()
+    sending.join(timeout=60)
+    assert not sending.is_alive(), "the client did not get its orders answered"
+    # then orders sent meanwhile were refused with 503, and every order was answered once
+    assert ended > 0 and refused, (ended, refused)
+    ids = [answers[f"outage-{n}"]["id"] for n in range(len(answers))]
+    assert len(set(ids)) == len(ids) == stored.count()
+    # and each is filled once at the venue (the sweep, beat's job, run here by the test, finds
+    # what the worker could not finish while the database was away)
+    wait_all_filled(ids, timeout=90, interval=0.5, sweep_older_than=1)
+    assert_each_order_exactly_once_at_the_venue(ids)
