@@ -69,6 +69,15 @@ class ProvisioningError(ApplicationError):
     http_status = 400
 
 
+class ServiceUnavailable(ApplicationError):
+    """The database failed while the order was being stored, and it was not stored (a batch's
+    order after others were: those are answered as stored). Send it again, with the same
+    client_order_id."""
+
+    code = "service_unavailable"
+    http_status = 503
+
+
 class IntakeBusy(ApplicationError):
     """More accepted orders wait for a worker than the intake lets pile up: new orders are
     refused (503, nothing stored) until the workers catch up."""

@@ -53,6 +53,7 @@ from .exceptions import (
     IntakeBusy,
     InvalidTransition,
     OrderValidationError,
+    ServiceUnavailable,
 )
 from .lock_objects import (
     order_for_update,
@@ -630,36 +631,55 @@ def orders_submit_many(
 
     # 2. In order: each order is refused, stored with the others, or takes the one-order path.
     counted = {item.index: item for item in to_count}
-    for index, request in enumerate(requests):
-        if index in later:
-            fingerprint, key = later[index]
-            if key in in_batch:
-                answers[index] = _idempotent_repeat(in_batch[key], fingerprint)
-            else:
+
+    def decide_in_order() -> None:
+        for index, request in enumerate(requests):
+            if index in later:
+                fingerprint, key = later[index]
+                if key in in_batch:
+                    answers[index] = _idempotent_repeat(in_batch[key], fingerprint)
+                else:
+                    store_pending()
+                    answers[index] = one_by_one(request, counted=False)
+                continue
+            if index not in counted:
+                continue  # answered in step 1
+            item = counted[index]
+            admission = admissions[index]
+            if isinstance(admission, ApplicationError):
+                answers[index] = admission
+                continue
+            if isinstance(item.state, ApplicationError):
+                risk_services.refusal_record(item.state)
+                answers[index] = item.state
+                continue
+            if item.state or context.limits_apply(item.gate):
                 store_pending()
-                answers[index] = one_by_one(request, counted=False)
-            continue
-        if index not in counted:
-            continue  # answered in step 1
-        item = counted[index]
-        admission = admissions[index]
-        if isinstance(admission, ApplicationError):
-            answers[index] = admission
-            continue
-        if isinstance(item.state, ApplicationError):
-            risk_services.refusal_record(item.state)
-            answers[index] = item.state
-            continue
-        if item.state or context.limits_apply(item.gate):
-            store_pending()
-            answers[index] = one_by_one(request)
-            continue
-        order = _new_order(item.gate, request.terms, user, item.now, item.fingerprint, [])
-        pending.append((index, request, order))
-        if request.terms.client_order_id:
-            in_batch[item.key] = order
-        answers[index] = SubmitResult(order=order, created=True)
-    store_pending()
+                answers[index] = one_by_one(request)
+                continue
+            order = _new_order(item.gate, request.terms, user, item.now, item.fingerprint, [])
+            pending.append((index, request, order))
+            if request.terms.client_order_id:
+                in_batch[item.key] = order
+            answers[index] = SubmitResult(order=order, created=True)
+        store_pending()
+
+    try:
+        decide_in_order()
+    except (OperationalError, InterfaceError):
+        # The database failed while storing, and what failed was not stored (store_pending and
+        # order_submit look it up). Orders stored before are answered as stored, the rest are
+        # refused to be sent again; with none stored, the request fails as a whole (503).
+        lost = {order.id for _, _, order in pending}
+        unavailable = ServiceUnavailable(
+            "the database failed while the order was stored, and it was not stored; send it "
+            "again (with the same client_order_id)"
+        )
+        for at, answer in enumerate(answers):
+            if answer is None or (isinstance(answer, SubmitResult) and answer.order.id in lost):
+                answers[at] = unavailable
+        if not any(isinstance(answer, SubmitResult) and answer.created for answer in answers):
+            raise
     return [answer for answer in answers if answer is not None]
 
 

@@ -8,7 +8,8 @@ import pytest
 from django.db import OperationalError
 
 from orders import services
-from orders.models import Order
+from orders.models import Account, Order
+from risk.models import RiskLimit
 from tests.helpers import assert_replays, order_body, submit
 from tests.workers import WebProcess
 
@@ -91,6 +92,59 @@ def test_a_batch_stored_by_an_insert_whose_answer_was_lost_is_answered_as_stored
 def test_a_batch_the_failed_insert_did_not_store_is_a_503(api, monkeypatch):
     monkeypatch.setattr(services, "rows_insert", lost_on_the_way(stored=False))
     body = {"orders": [order_body(client_order_id=f"lost-{n}") for n in range(3)]}
+    assert_service_unavailable(api.post("/api/v1/orders/batch/", body, format="json"))
+    assert not Order.objects.exists()
+
+
+def failing_at(call: int):
+    """The intake's insert, whose `call`-th run loses its connection before storing anything."""
+    real = services.rows_insert
+    calls: list[int] = []
+
+    def insert(*groups, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(*groups, **kwargs)
+
+    return insert
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("failing", "statuses"),
+    [(3, [201, 201, 201, 503]), (2, [201, 201, 503, 503])],
+    ids=["the-last-group", "an-order-on-its-own"],
+)
+def test_a_batch_the_database_fails_midway_answers_what_it_stored(
+    api, trader, monkeypatch, failing, statuses
+):
+    # given a batch stored in three pieces: two orders, one that limits apply to (it takes
+    # the one-order path, on another account), then one more
+    other = Account.objects.create(code="ACC-2")
+    other.users.add(trader)
+    RiskLimit.objects.create(
+        scope="account", target="ACC-2", rule="max_order_quantity", value=10**9
+    )
+    accounts = ["ACC-1", "ACC-1", "ACC-2", "ACC-1"]
+    body = {"orders": [order_body(account=code, client_order_id=f"mid-{n}")
+                       for n, code in enumerate(accounts)]}  # fmt: skip
+    # when the database fails one of the pieces, storing none of it
+    monkeypatch.setattr(services, "rows_insert", failing_at(failing))
+    response = api.post("/api/v1/orders/batch/", body, format="json")
+    # then the orders stored before are answered as stored, the rest with a 503 of their own
+    assert response.status_code == 200, response.content
+    results = response.json()["results"]
+    assert [result["status"] for result in results] == statuses
+    assert {r["error"]["code"] for r in results if r["status"] == 503} == {"service_unavailable"}
+    stored = sorted(Order.objects.values_list("client_order_id", flat=True))
+    assert stored == [f"mid-{n}" for n, status in enumerate(statuses) if status == 201]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_the_database_fails_before_it_stored_anything_is_a_503(api, monkeypatch):
+    monkeypatch.setattr(services, "rows_insert", failing_at(1))
+    body = {"orders": [order_body(client_order_id=f"first-{n}") for n in range(2)]}
     assert_service_unavailable(api.post("/api/v1/orders/batch/", body, format="json"))
     assert not Order.objects.exists()
 
