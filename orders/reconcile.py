@@ -115,20 +115,13 @@ def _seen(orders: QuerySet[Order], *, limit: int | None = None) -> list[_OrderSe
     return [_OrderSeen(*row) for row in (rows[:limit] if limit is not None else rows)]
 
 
-def _order_key(client_order_id: str) -> str:
-    """Our order id as str(UUID) spells it, from the venue's spelling of it."""
+def _order_key(client_order_id: str) -> UUID | str:
+    """Our order id, from any spelling of it the venue answers with; a client order id that
+    is no UUID is no order of ours, and stays as it is."""
     try:
-        return str(UUID(client_order_id))
+        return UUID(client_order_id)
     except ValueError:
         return client_order_id
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _agrees(seen: _OrderSeen, listed: VenueOrderState | None) -> bool:
@@ -238,7 +231,11 @@ class _Reconciliation:
         self.counts: Counter[str] = Counter()
         self._reported_events: set[int] = set()
         self._status_flagged: set[UUID] = set()
-        self._fills_elsewhere = True  # until positions_check looks
+        # The venue's working orders by our order id (read once a pass: `_venue_working`),
+        # and the ids of our orders open at the venue just before it was asked.
+        self._listed: dict[UUID | str, VenueOrderState] | None = None
+        self._open_before: set[UUID] = set()
+        self._listing_read = False
 
     def check(self, venue: VenueAdapter) -> None:
         self.venue = venue
@@ -255,9 +252,9 @@ class _Reconciliation:
         # Ours first, then the venue's list: whatever the venue does after our read shows as a
         # difference, and the order is asked about.
         orders = _seen(at_venue.filter(updated_at__lt=cutoff).order_by("updated_at", "pk"))
-        listed = self._working_at_venue() if orders else {}
+        listed = (self._venue_working() or {}) if orders else {}
         for seen in orders:
-            if _agrees(seen, listed.get(str(seen.id))):
+            if _agrees(seen, listed.get(seen.id)):
                 self.counts["orders_matched"] += 1
                 continue
             if time.monotonic() > self.deadline:
@@ -266,14 +263,24 @@ class _Reconciliation:
             self.counts["orders_checked"] += 1
             self._order_check(seen, judge_lost=True)
 
-    def _working_at_venue(self) -> dict[str, VenueOrderState]:
-        """The venue's working orders by our order id (any spelling of it the venue answers
-        with); none where the venue cannot list its orders."""
-        try:
-            working = self.venue.working_orders()
-        except NotImplementedError:
-            return {}
-        return {_order_key(state.client_order_id): state for state in working}
+    def _venue_working(self) -> dict[UUID | str, VenueOrderState] | None:
+        """The venue's working orders by our order id, asked once a pass (both checks use the
+        one answer); None where the venue cannot list its orders. Our open orders are read
+        just before the venue is asked (`_open_before`), so that one closing here meanwhile
+        is not taken for a stranger."""
+        if not self._listing_read:
+            self._listing_read = True
+            self._open_before = self._open_here()
+            try:
+                working = self.venue.working_orders()
+            except NotImplementedError:
+                return None
+            self._listed = {_order_key(state.client_order_id): state for state in working}
+        return self._listed
+
+    def _open_here(self) -> set[UUID]:
+        open_here = Order.objects.filter(venue=self.venue_name, status__in=OPEN)
+        return set(open_here.values_list("pk", flat=True))
 
     def _order_check(self, seen: _OrderSeen, *, judge_lost: bool) -> None:
         try:
@@ -403,22 +410,19 @@ class _Reconciliation:
         stranger. From the venue's list of its working orders the strangers are named; a venue
         that cannot list them is compared by count (`account()["working_orders"]`), if it
         gives one."""
-        open_here = Order.objects.filter(venue=self.venue_name, status__in=OPEN)
-        before = set(open_here.values_list("pk", flat=True))
-        try:
-            listed = [_order_key(state.client_order_id) for state in self.venue.working_orders()]
-        except NotImplementedError:
-            self._working_orders_counted(open_here, before)
+        listed = self._venue_working()
+        if listed is None:
+            self._working_orders_counted()
             return
-        ours = {str(pk) for pk in before | set(open_here.values_list("pk", flat=True))}
-        strangers = sorted(key for key in listed if key not in ours)
+        ours = self._open_before | self._open_here()
+        strangers = sorted(str(key) for key in listed if key not in ours)
         if not strangers:
             return
         # An id of ours closed here, still working there, is no stranger to us: say which.
         closed_here = sorted(
             str(pk)
             for pk in Order.objects.filter(
-                pk__in=[key for key in strangers if _is_uuid(key)]
+                pk__in=[key for key in listed if isinstance(key, UUID) and key not in ours]
             ).values_list("pk", flat=True)
         )
         self._break(
@@ -434,11 +438,11 @@ class _Reconciliation:
             },
         )
 
-    def _working_orders_counted(self, open_here: QuerySet[Order], before: set[UUID]) -> None:
+    def _working_orders_counted(self) -> None:
         working = self.venue.account().get("working_orders")
         if not isinstance(working, int):
             return
-        ours = len(before | set(open_here.values_list("pk", flat=True)))
+        ours = len(self._open_before | self._open_here())
         if working > ours:
             self._break(
                 Kind.UNKNOWN_VENUE_ORDER,
@@ -461,16 +465,16 @@ class _Reconciliation:
         # Fills at other venues count in our positions too. Where none was ever booked (one
         # venue: the common case), the per-account sums below are not read: they read every
         # fill of the account (0.1-0.4 s an account a pass on 1,350,000 fills).
-        self._fills_elsewhere = (
+        fills_elsewhere = (
             Fill.objects.filter(venue__lt=self.venue_name).exists()
             or Fill.objects.filter(venue__gt=self.venue_name).exists()
         )
         for code in accounts:
             self.counts["accounts_checked"] += 1
-            differences = self._position_differences(code)
+            differences = self._position_differences(code, fills_elsewhere)
             if differences:
                 self._recheck_orders(code, sorted(differences))
-                differences = self._position_differences(code)
+                differences = self._position_differences(code, fills_elsewhere)
             for symbol, (expected, actual, elsewhere) in sorted(differences.items()):
                 self._break(
                     Kind.POSITION_MISMATCH,
@@ -488,7 +492,9 @@ class _Reconciliation:
                     },
                 )
 
-    def _position_differences(self, code: str) -> dict[str, tuple[Decimal, Decimal, Decimal]]:
+    def _position_differences(
+        self, code: str, fills_elsewhere: bool
+    ) -> dict[str, tuple[Decimal, Decimal, Decimal]]:
         """symbol -> (our quantity at this venue, the venue's, ours at other venues), for the
         symbols that differ. The venue is asked first: a fill applied by us after that was
         already in its answer, never the other way round."""
@@ -505,7 +511,7 @@ class _Reconciliation:
             .values("instrument__symbol", "side")
             .annotate(total=Sum("quantity"))
             .order_by()
-            if self._fills_elsewhere
+            if fills_elsewhere
             else ()
         )
         for row in rows:
