@@ -70,12 +70,21 @@ class ProvisioningError(ApplicationError):
 
 
 class ServiceUnavailable(ApplicationError):
-    """The database failed while the order was being stored, and it was not stored (a batch's
-    order after others were: those are answered as stored). Send it again, with the same
-    client_order_id."""
+    """The database failed the request (unreachable, restarting, a connection dropped, a
+    transaction given up): send it again shortly, an order with the same client_order_id
+    (answered with the stored order if it was stored). Also a batch's order the database did
+    not store after others were stored (those are answered as stored)."""
 
     code = "service_unavailable"
     http_status = 503
+    retry_after = 1
+    default_message = (
+        "the database could not complete the request; send it again shortly (an order with "
+        "the same client_order_id is answered with the stored order if it was stored)"
+    )
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or self.default_message)
 
 
 class IntakeBusy(ApplicationError):

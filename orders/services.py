@@ -632,7 +632,7 @@ def orders_submit_many(
     # 2. In order: each order is refused, stored with the others, or takes the one-order path.
     counted = {item.index: item for item in to_count}
 
-    def decide_in_order() -> None:
+    try:
         for index, request in enumerate(requests):
             if index in later:
                 fingerprint, key = later[index]
@@ -663,9 +663,6 @@ def orders_submit_many(
                 in_batch[item.key] = order
             answers[index] = SubmitResult(order=order, created=True)
         store_pending()
-
-    try:
-        decide_in_order()
     except (OperationalError, InterfaceError):
         # The database failed while storing, and what failed was not stored (store_pending and
         # order_submit look it up). Orders stored before are answered as stored, the rest are
@@ -673,7 +670,7 @@ def orders_submit_many(
         lost = {order.id for _, _, order in pending}
         unavailable = ServiceUnavailable(
             "the database failed while the order was stored, and it was not stored; send it "
-            "again (with the same client_order_id)"
+            "again shortly (with the same client_order_id)"
         )
         for at, answer in enumerate(answers):
             if answer is None or (isinstance(answer, SubmitResult) and answer.order.id in lost):

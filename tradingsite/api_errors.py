@@ -13,14 +13,12 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from orders.exceptions import ApplicationError
+from orders.exceptions import ApplicationError, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
 # Seconds a client is asked to wait after the database connection pool was exhausted.
 POOL_EXHAUSTED_RETRY_AFTER = 1
-# ... and after the database failed a request (unreachable, restarting, a conflict).
-DATABASE_FAILED_RETRY_AFTER = 1
 
 DRF_CODES = {
     exceptions.NotAuthenticated: "not_authenticated",
@@ -105,12 +103,20 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         response["Retry-After"] = str(POOL_EXHAUSTED_RETRY_AFTER)
         return shed(response)
     if isinstance(exc, OperationalError | InterfaceError):
-        return _database_failed(exc, context)
+        # Logged here once, with its cause: an outage must show (django.request would log the
+        # 503 again, without it).
+        view = context.get("view")
+        logger.error(
+            "database failed an API request: %s: %s",
+            type(exc).__name__,
+            exc,
+            extra={"view": type(view).__name__ if view is not None else None},
+        )
+        response = application_error_response(ServiceUnavailable())
+        response._has_been_logged = True  # type: ignore[attr-defined]
+        return response
     if isinstance(exc, ApplicationError):
-        response = Response({"error": exc.as_dict()}, status=exc.http_status)
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            response["Retry-After"] = str(retry_after)
+        response = application_error_response(exc)
         return shed(response) if exc.code == "service_busy" else response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
@@ -131,32 +137,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
-def _database_failed(exc: Exception, context: dict[str, Any]) -> Response:
-    """The database could not be reached, dropped the connection, or gave the transaction up
-    (a restart, a failover, a deadlock): 503 `service_unavailable` with Retry-After, which a
-    client may retry, not a 500. Whatever the request wrote was rolled back, unless the
-    connection broke during the COMMIT itself. The intake looks its insert up then and answers
-    a stored order as stored (services._stored_after_all); where even that cannot be told, the
-    answer says to send the order again with the same client_order_id, which is answered with
-    its stored copy if there is one (idempotency). Logged at ERROR with the cause: an outage
-    must show."""
-    view = context.get("view")
-    logger.error(
-        "database failed an API request: %s: %s",
-        type(exc).__name__,
-        exc,
-        extra={"view": type(view).__name__ if view is not None else None},
-    )
-    response = Response(
-        error_body(
-            "service_unavailable",
-            "the database could not complete the request; send it again shortly (an order "
-            "with the same client_order_id is answered with the stored order if it was stored)",
-        ),
-        status=status.HTTP_503_SERVICE_UNAVAILABLE,
-    )
-    response["Retry-After"] = str(DATABASE_FAILED_RETRY_AFTER)
-    response._has_been_logged = True  # type: ignore[attr-defined]  # logged above, once
+def application_error_response(exc: ApplicationError) -> Response:
+    """An ApplicationError as the API answers it, with Retry-After when it has one."""
+    response = Response({"error": exc.as_dict()}, status=exc.http_status)
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
     return response
 
 
