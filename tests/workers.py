@@ -35,20 +35,25 @@ def worker_database_url() -> str:
     return f"postgres://{credentials}{host}:{port}/{db['NAME']}"
 
 
-def celery_env(extra_env: dict[str, str] | None) -> dict[str, str]:
-    """The environment of a Celery process on the test database and the tests' Redis, or the
-    Redis `extra_env` names (its REDIS_URL; the broker then is its database next to it)."""
+def process_env(extra_env: dict[str, str] | None) -> dict[str, str]:
+    """The environment of a process the tests start (web, worker, beat) on the test database
+    and the tests' Redis, or the Redis `extra_env` names (its REDIS_URL; the broker then is
+    its database next to it, as settings derive it)."""
     env = {
         **os.environ,
         "DATABASE_URL": worker_database_url(),
         "REDIS_URL": settings.REDIS_URL,
-        "CONN_MAX_AGE": "0",
         "LOG_LEVEL": "WARNING",
         **(extra_env or {}),
     }
     if extra_env and "REDIS_URL" in extra_env and "CELERY_BROKER_URL" not in extra_env:
-        env.pop("CELERY_BROKER_URL", None)  # settings derive it from REDIS_URL
+        env.pop("CELERY_BROKER_URL", None)
     return env
+
+
+def celery_env(extra_env: dict[str, str] | None) -> dict[str, str]:
+    """A Celery process's: a new database connection per task unless `extra_env` says."""
+    return process_env({"CONN_MAX_AGE": "0", **(extra_env or {})})
 
 
 class Worker:
@@ -183,17 +188,8 @@ class WebProcess:
         self.port = free_port()
         self.application_name = f"fillmore-test-{uuid.uuid4().hex[:8]}"
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ,
-            "DATABASE_URL": worker_database_url(),
-            "REDIS_URL": settings.REDIS_URL,
-            "LOG_LEVEL": "WARNING",
-            "DB_APPLICATION_NAME": self.application_name,
-            **extra_env,
-        }
+        env = process_env({"DB_APPLICATION_NAME": self.application_name, **extra_env})
         env.pop("CONN_MAX_AGE", None)
-        if "REDIS_URL" in extra_env and "CELERY_BROKER_URL" not in extra_env:
-            env.pop("CELERY_BROKER_URL", None)  # settings derive it from REDIS_URL
         self.log = open(ROOT / "var" / f"{self.application_name}.log", "w")  # noqa: SIM115
         if asgi:
             command = [
