@@ -132,8 +132,8 @@ def assert_replays(order) -> None:
     assert replayed == stored, f"order {order.id} does not replay: {replayed} != {stored}"
 
 
-def queued_order_ids(broker, queue: str = "orders") -> list[str]:
-    """The `order_id` argument of each task message on the broker's `queue` (kombu's Redis
+def queued_kwargs(broker, queue: str = "orders") -> list[dict]:
+    """The keyword arguments of each task message on the broker's `queue` (kombu's Redis
     envelope: the body is base64 JSON [args, kwargs, embed])."""
     import base64
     import json
@@ -141,4 +141,19 @@ def queued_order_ids(broker, queue: str = "orders") -> list[str]:
     bodies = (
         json.loads(base64.b64decode(json.loads(m)["body"])) for m in broker.lrange(queue, 0, -1)
     )
-    return [kwargs.get("order_id") for _, kwargs, _ in bodies]
+    return [kwargs for _, kwargs, _ in bodies]
+
+
+def queued_order_ids(broker, queue: str = "orders") -> list[str]:
+    """The `order_id` argument of each task message on the broker's `queue`."""
+    return [kwargs.get("order_id") for kwargs in queued_kwargs(broker, queue)]
+
+
+def queued_submissions(broker) -> list[str]:
+    """Every order id the queued submit tasks name, one task's or a batch's, as often as
+    named."""
+    return [
+        order_id
+        for kwargs in queued_kwargs(broker)
+        for order_id in kwargs.get("order_ids", [kwargs.get("order_id")])
+    ]

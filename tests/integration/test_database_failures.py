@@ -10,7 +10,7 @@ from django.db import OperationalError
 from orders import services
 from orders.models import Account, Order
 from risk.models import RiskLimit
-from tests.helpers import assert_replays, order_body, submit
+from tests.helpers import assert_replays, order_body, queued_submissions, submit
 from tests.workers import WebProcess
 
 
@@ -41,12 +41,29 @@ def test_a_database_failure_is_a_503_to_retry_and_the_retry_stores_the_order_onc
     assert Order.objects.filter(client_order_id="db-down-1").count() == 1
 
 
-def lost_on_the_way(*, stored: bool):
-    """A stand-in for the intake's insert whose connection breaks as it commits: the insert
-    done (`stored`) or not, and the client told only that the connection broke."""
+@pytest.fixture
+def queued(broker):
+    """The order ids submit tasks queued during the test name (no worker takes them here;
+    the queue may hold earlier tests' messages)."""
+    before = len(queued_submissions(broker))
+
+    def since() -> list[str]:
+        now = queued_submissions(broker)
+        return now[: len(now) - before]  # kombu pushes on the left
+
+    return since
+
+
+def breaking_insert(*, at_call: int = 1, stored: bool = False):
+    """The intake's insert, whose `at_call`-th run loses its connection as it commits: having
+    stored its rows (`stored`) or not, and the client told only that the connection broke."""
     real = services.rows_insert
+    calls: list[int] = []
 
     def insert(*groups, **kwargs):
+        calls.append(1)
+        if len(calls) != at_call:
+            return real(*groups, **kwargs)
         if stored:
             real(*groups, **kwargs)
         raise OperationalError("consuming input failed: server closed the connection")
@@ -55,59 +72,61 @@ def lost_on_the_way(*, stored: bool):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_order_stored_by_an_insert_whose_answer_was_lost_is_answered_as_stored(api, monkeypatch):
+def test_an_order_stored_by_an_insert_whose_answer_was_lost_is_answered_as_stored(
+    api, monkeypatch, queued
+):
     # given an insert that stores the order, then loses the connection before its answer
-    monkeypatch.setattr(services, "rows_insert", lost_on_the_way(stored=True))
+    monkeypatch.setattr(services, "rows_insert", breaking_insert(stored=True))
     # when an order without a client order id is sent
     body = {k: v for k, v in order_body().items() if k != "client_order_id"}
     response = api.post("/api/v1/orders/", body, format="json")
-    # then it is answered as stored (a 503 would have the client send it again: a second order)
+    # then it is answered as stored (a 503 would have the client send it again: a second
+    # order), and sent on to a worker once
     assert response.status_code == 201, response.content
     stored = Order.objects.get()
     assert (str(stored.id), stored.status) == (response.json()["id"], "validated")
+    assert queued() == [str(stored.id)]
     assert_replays(stored)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_order_the_failed_insert_did_not_store_is_a_503(api, monkeypatch):
-    monkeypatch.setattr(services, "rows_insert", lost_on_the_way(stored=False))
+def test_an_order_the_failed_insert_did_not_store_is_a_503_and_not_counted(
+    api, monkeypatch, settings, queued
+):
+    # given a limit of one order a minute, and an insert that fails without storing
+    settings.RISK_ORDERS_PER_MINUTE = 1
+    monkeypatch.setattr(services, "rows_insert", breaking_insert(stored=False))
+    # then the order is refused, to be sent again, and nothing is stored or queued
     assert_service_unavailable(api.post("/api/v1/orders/", order_body(), format="json"))
     assert not Order.objects.exists()
+    assert queued() == []
+    # and its count was given back: sent again, it is the minute's one order
+    monkeypatch.undo()
+    submit(api, expect=(201,))
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_batch_stored_by_an_insert_whose_answer_was_lost_is_answered_as_stored(api, monkeypatch):
-    monkeypatch.setattr(services, "rows_insert", lost_on_the_way(stored=True))
+def test_a_batch_stored_by_an_insert_whose_answer_was_lost_is_answered_as_stored(
+    api, monkeypatch, queued
+):
+    monkeypatch.setattr(services, "rows_insert", breaking_insert(stored=True))
     body = {"orders": [order_body(client_order_id=f"lost-{n}") for n in range(3)]}
     response = api.post("/api/v1/orders/batch/", body, format="json")
     assert response.status_code == 200, response.content
     results = response.json()["results"]
     assert [result["status"] for result in results] == [201, 201, 201]
-    assert sorted(str(pk) for pk in Order.objects.values_list("pk", flat=True)) == sorted(
-        result["order"]["id"] for result in results
-    )
+    ids = [result["order"]["id"] for result in results]
+    assert sorted(str(pk) for pk in Order.objects.values_list("pk", flat=True)) == sorted(ids)
+    assert sorted(queued()) == sorted(ids)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_batch_the_failed_insert_did_not_store_is_a_503(api, monkeypatch):
-    monkeypatch.setattr(services, "rows_insert", lost_on_the_way(stored=False))
+def test_a_batch_the_failed_insert_did_not_store_is_a_503(api, monkeypatch, queued):
+    monkeypatch.setattr(services, "rows_insert", breaking_insert(stored=False))
     body = {"orders": [order_body(client_order_id=f"lost-{n}") for n in range(3)]}
     assert_service_unavailable(api.post("/api/v1/orders/batch/", body, format="json"))
     assert not Order.objects.exists()
-
-
-def failing_at(call: int):
-    """The intake's insert, whose `call`-th run loses its connection before storing anything."""
-    real = services.rows_insert
-    calls: list[int] = []
-
-    def insert(*groups, **kwargs):
-        calls.append(1)
-        if len(calls) == call:
-            raise OperationalError("server closed the connection unexpectedly")
-        return real(*groups, **kwargs)
-
-    return insert
+    assert queued() == []
 
 
 @pytest.mark.django_db(transaction=True)
@@ -117,7 +136,7 @@ def failing_at(call: int):
     ids=["the-last-group", "an-order-on-its-own"],
 )
 def test_a_batch_the_database_fails_midway_answers_what_it_stored(
-    api, trader, monkeypatch, failing, statuses
+    api, trader, monkeypatch, queued, failing, statuses
 ):
     # given a batch stored in three pieces: two orders, one that limits apply to (it takes
     # the one-order path, on another account), then one more
@@ -130,23 +149,17 @@ def test_a_batch_the_database_fails_midway_answers_what_it_stored(
     body = {"orders": [order_body(account=code, client_order_id=f"mid-{n}")
                        for n, code in enumerate(accounts)]}  # fmt: skip
     # when the database fails one of the pieces, storing none of it
-    monkeypatch.setattr(services, "rows_insert", failing_at(failing))
+    monkeypatch.setattr(services, "rows_insert", breaking_insert(at_call=failing))
     response = api.post("/api/v1/orders/batch/", body, format="json")
     # then the orders stored before are answered as stored, the rest with a 503 of their own
     assert response.status_code == 200, response.content
     results = response.json()["results"]
     assert [result["status"] for result in results] == statuses
     assert {r["error"]["code"] for r in results if r["status"] == 503} == {"service_unavailable"}
-    stored = sorted(Order.objects.values_list("client_order_id", flat=True))
-    assert stored == [f"mid-{n}" for n, status in enumerate(statuses) if status == 201]
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_batch_the_database_fails_before_it_stored_anything_is_a_503(api, monkeypatch):
-    monkeypatch.setattr(services, "rows_insert", failing_at(1))
-    body = {"orders": [order_body(client_order_id=f"first-{n}") for n in range(2)]}
-    assert_service_unavailable(api.post("/api/v1/orders/batch/", body, format="json"))
-    assert not Order.objects.exists()
+    answered = [r["order"]["id"] for r in results if r["status"] == 201]
+    assert sorted(str(pk) for pk in Order.objects.values_list("pk", flat=True)) == sorted(answered)
+    # and each stored order is sent on to a worker once, and none that was not
+    assert sorted(queued()) == sorted(answered)
 
 
 @pytest.mark.worker

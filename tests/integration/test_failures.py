@@ -17,7 +17,7 @@ from django.db.models import Count
 from brokers.models import SimOrder, SimReport
 from orders import outbox, services
 from orders.models import Fill, Order, OutboxMessage
-from tests.helpers import assert_replays, eur_usd_market, order_when, submit
+from tests.helpers import assert_replays, eur_usd_market, order_body, order_when, submit
 from tests.workers import Beat, RedisServer, WebProcess, Worker, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
@@ -242,8 +242,7 @@ def test_a_redis_restart_loses_no_accepted_order(trader, market, tmp_path):
     # (each order's events replay to its state: checked for every order when the test ends)
 
     def body(n: int, tag: str) -> dict:
-        return {"account": "ACC-1", "client_order_id": f"{tag}-{n}", "symbol": "EUR_USD",
-                "side": "buy", "type": "market", "quantity": "1000"}  # fmt: skip
+        return order_body(client_order_id=f"{tag}-{n}", quantity="1000")
 
     def post(n: int, tag: str) -> httpx.Response:
         return httpx.post(
@@ -297,10 +296,9 @@ def test_a_web_process_killed_under_batches_loses_and_duplicates_nothing(
     # sending a batch again when its answer does not come (as any client must)
     headers = {"Authorization": f"Token {trader.auth_token.key}"}
     batches = [
-        [{"account": "ACC-1", "client_order_id": f"webkill-{b}-{n}", "symbol": "EUR_USD",
-          "side": "buy", "type": "market", "quantity": "1000"} for n in range(100)]
+        [order_body(client_order_id=f"webkill-{b}-{n}", quantity="1000") for n in range(100)]
         for b in range(8)
-    ]  # fmt: skip
+    ]
     answers: dict[int, list[dict]] = {}
     failed_sends: list[str] = []
 
@@ -385,8 +383,7 @@ def test_a_database_outage_under_orders_loses_and_duplicates_nothing(trader, mar
             n = 0
             while not stop.is_set() or n < 40:
                 coid = f"outage-{n}"
-                body = {"account": "ACC-1", "client_order_id": coid, "symbol": "EUR_USD",
-                        "side": "buy", "type": "market", "quantity": "1000"}  # fmt: skip
+                body = order_body(client_order_id=coid, quantity="1000")
                 try:
                     response = http.post("/api/v1/orders/", json=body)
                 except httpx.HTTPError:
