@@ -26,6 +26,18 @@ def instrument_by_symbol(symbol: str) -> Instrument | None:
     return None if instrument is None else refdata.instance_copy(instrument)
 
 
+def instruments_by_id() -> dict[int, Instrument]:
+    """Every instrument by primary key, from the reference-data cache: shared, read them
+    only (`instrument_by_symbol` hands out copies)."""
+    return refdata.cached(
+        ("instruments_by_id",),
+        lambda: {
+            instrument.pk: instrument
+            for instrument in refdata.cached(("instruments",), _instruments_by_symbol).values()
+        },
+    )
+
+
 def instruments_listed() -> Collection[str]:
     """The symbols of every listed instrument (reference data: read them only)."""
     return refdata.cached(("instruments",), _instruments_by_symbol).keys()

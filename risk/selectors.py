@@ -17,11 +17,13 @@ from brokers.base import Quote as VenueQuote
 from brokers.marketdata import conversion_rate
 from brokers.registry import venue_for
 from orders.models import Account, Instrument, Order, Position
+from orders.selectors import instruments_by_id
 from orders.states import OPEN_LITERALS
 from orders.valuation import (
     ZERO,
     account_book,
     account_value_of,
+    open_orders_count,
     positions_held,
 )
 from tradingsite import refdata
@@ -153,39 +155,54 @@ class Working:
     unpriced: Decimal | None  # remaining of the orders with neither price (market orders)
 
 
-# One read gives the open-order totals, the open order count and the margin working orders
-# reserve: sent as text (the ORM's compiler cost more CPU than the read), the statuses as
-# literals so that the planner proves the partial index's condition (order_open_account_created).
+# The account's open orders summed per instrument, side and reduce-only flag: the totals, the
+# open order count and the margin working orders reserve. Sent as text (the ORM's compiler
+# cost more CPU than the read), the statuses as literals so that the planner proves the
+# partial index's condition (order_open_account_created). The instruments' symbols and
+# currencies come from the reference-data cache after the sums, not from a join before them
+# (a join row per open order: 10.8 against 7.6 ms with 15,000 open, 2026-12-05).
 _WORKING_SQL = f"""
-SELECT i.symbol, i.quote_currency, i.asset_class, o.side, o.reduce_only,
+SELECT o.instrument_id, o.side, o.reduce_only,
   SUM(o.remaining_quantity), COUNT(*),
   SUM(o.remaining_quantity * COALESCE(o.limit_price, o.stop_price)),
   SUM(CASE WHEN o.limit_price IS NULL AND o.stop_price IS NULL THEN o.remaining_quantity END)
-FROM {Order._meta.db_table} o JOIN {Instrument._meta.db_table} i ON i.id = o.instrument_id
-WHERE o.account_id = %s AND o.status IN ({OPEN_LITERALS})
-GROUP BY i.symbol, i.quote_currency, i.asset_class, o.side, o.reduce_only
+FROM {Order._meta.db_table} o
+WHERE o.account_id = %s AND o.status IN ({OPEN_LITERALS}){{instrument}}
+GROUP BY o.instrument_id, o.side, o.reduce_only
 """
+_WORKING_ALL_SQL = _WORKING_SQL.format(instrument="")
+_WORKING_ONE_SQL = _WORKING_SQL.format(instrument=" AND o.instrument_id = %s")
 
 
-def working_orders(account: Account) -> list[Working]:
+def working_orders(account: Account, *, instrument: Instrument | None = None) -> list[Working]:
+    """The account's open orders, summed per symbol, side and reduce-only flag: of every
+    instrument, or of `instrument` only."""
     with connection.cursor() as cursor:
-        cursor.execute(_WORKING_SQL, [account.pk])
+        if instrument is None:
+            cursor.execute(_WORKING_ALL_SQL, [account.pk])
+        else:
+            cursor.execute(_WORKING_ONE_SQL, [account.pk, instrument.pk])
         rows = cursor.fetchall()
-    return [
-        Working(
-            symbol=symbol,
-            quote_currency=quote_currency,
-            asset_class=asset_class,
-            side=side,
-            reduce_only=bool(reduce_only),
-            remaining=db_decimal(remaining) or ZERO,
-            count=count,
-            priced=db_decimal(priced),
-            unpriced=db_decimal(unpriced),
+    listed = instruments_by_id()
+    working = []
+    for instrument_id, side, reduce_only, remaining, count, priced, unpriced in rows:
+        # Listed unless it was added after the cache's version was read: then from its row.
+        listing = listed.get(instrument_id) or Instrument.objects.get(pk=instrument_id)
+        working.append(
+            Working(
+                symbol=listing.symbol,
+                quote_currency=listing.quote_currency,
+                asset_class=listing.asset_class,
+                side=side,
+                reduce_only=bool(reduce_only),
+                remaining=db_decimal(remaining) or ZERO,
+                count=count,
+                priced=db_decimal(priced),
+                unpriced=db_decimal(unpriced),
+            )
         )
-        for symbol, quote_currency, asset_class, side, reduce_only, remaining, count, priced,
-        unpriced in rows
-    ]  # fmt: skip
+    working.sort(key=lambda group: (group.symbol, group.side, group.reduce_only))
+    return working
 
 
 def _quotes(venue: str, symbols: list[str]) -> dict[str, VenueQuote]:
@@ -215,8 +232,18 @@ def snapshot_for(
     sells: dict[str, Decimal] = {}
     working: list[Working] = []
     held: list[Position] = []
-    if rules & NEEDS_POSITIONS or checks.MAX_OPEN_ORDERS in rules:
+    open_count = 0
+    # The open orders, read as far as the rules need them (each read grows with the account's
+    # open orders): the books value every symbol's; the position rules (and the exposure
+    # rules' worst case) only the order's symbol's; the open-order limit only their count.
+    if rules & NEEDS_BOOKS:
         working = working_orders(account)
+        open_count = sum(group.count for group in working)
+    else:
+        if rules & NEEDS_POSITIONS:
+            working = working_orders(account, instrument=instrument)
+        if checks.MAX_OPEN_ORDERS in rules:
+            open_count = open_orders_count(account)
     if rules & NEEDS_POSITIONS:
         held = positions_held(account)
         every = bool(rules & NEEDS_ALL_POSITIONS)
@@ -257,7 +284,7 @@ def snapshot_for(
         strategy_positions=strategy_positions,
         open_buy=buys,
         open_sell=sells,
-        open_order_count=sum(group.count for group in working),
+        open_order_count=open_count,
         quotes={name: checks.Quote(bid=q.bid, ask=q.ask) for name, q in venue_quotes.items()},
         to_account_currency=conversions,
         reducing=reducing,

@@ -1072,7 +1072,7 @@ def explain_all(token: str) -> dict[str, dict[str, Any]]:
         # the statuses as literals (until 2026-12-05 this explained an ORM stand-in with the
         # statuses as parameters, which the code no longer runs: 11.6-14.4 ms)
         "risk_working_orders": explain_sql(
-            "risk_working_orders", risk_selectors._WORKING_SQL % int(account.pk)
+            "risk_working_orders", risk_selectors._WORKING_ALL_SQL % int(account.pk)
         ),
         # GET /api/v1/fills/ for a trader, first page
         "fill_list": explain_sql(

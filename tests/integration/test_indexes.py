@@ -183,16 +183,23 @@ def _plan_with_only(index: str, table: str, queryset) -> str:
 
 @pytest.mark.postgres
 @pytest.mark.parametrize(
-    "statement", ["risk.selectors._WORKING_SQL", "orders.valuation._OPEN_COUNT_SQL"]
+    "statement",
+    [
+        "risk.selectors._WORKING_ALL_SQL",
+        "risk.selectors._WORKING_ONE_SQL",
+        "orders.valuation._OPEN_COUNT_SQL",
+    ],
 )
-def test_the_open_order_reads_can_use_the_open_orders_index(trader, statement):
-    # given a read of an account's open orders (the risk snapshot's totals, the open count)
+def test_the_open_order_reads_can_use_the_open_orders_index(trader, instruments, statement):
+    # given a read of an account's open orders (the risk snapshot's totals, of every
+    # instrument or of one, and the open count)
     module, name = statement.rsplit(".", 1)
     sql = getattr(importlib.import_module(module), name)
     account = trader.trading_accounts.get()
+    params = [account.pk, instruments["EUR_USD"].pk][: sql.count("%s")]
     # when it is planned with only the partial index to choose from, as the generic plan a
     # prepared statement may take after five runs (blind to its parameters' values)
-    plan = _plan_with_only("order_open_account_created", "orders_order", (sql, [account.pk]))
+    plan = _plan_with_only("order_open_account_created", "orders_order", (sql, params))
     # then the partial index serves it
     assert "order_open_account_created" in plan, plan
 

@@ -7,7 +7,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from brokers.registry import venue_for
@@ -240,6 +241,61 @@ def test_the_snapshot_with_every_rule_takes_five_statements_at_most(
     # quotes and the books
     with django_assert_max_num_queries(5), refdata.scope():
         eur_usd_snapshot(book, instruments, limits)
+
+
+def _limits(*rules):
+    return [checks.Limit(rule=rule, value=D(1), scope="account", target="ACC-1") for rule in rules]
+
+
+def _open_order_reads(statements):
+    """The snapshot's reads of the open orders: the sums (of every instrument, or of one) and
+    the count."""
+    return [
+        "sums of one instrument" if "o.instrument_id = " in sql else "sums" if "SUM(" in sql
+        else "count"
+        for sql in (query["sql"] for query in statements)
+        if "FROM orders_order" in sql
+    ]  # fmt: skip
+
+
+def test_the_position_rules_read_the_open_orders_of_the_orders_symbol_only(book, instruments):
+    # given a book with open orders in EUR_USD and AAPL, and an order for EUR_USD under the
+    # position rules (a position limit, an exposure limit)
+    for rules in ((checks.MAX_POSITION,), (checks.MAX_GROSS_EXPOSURE, checks.REDUCE_ONLY)):
+        eur_usd_snapshot(book, instruments, _limits(*rules))  # reference data cached
+        # when its snapshot is read
+        with CaptureQueriesContext(connection) as reads:
+            snapshot = eur_usd_snapshot(book, instruments, _limits(*rules))
+        # then EUR_USD's open orders are summed, and AAPL's are not read
+        assert _open_order_reads(reads.captured_queries) == ["sums of one instrument"]
+        assert snapshot.open_buy == {"EUR_USD": D(20000)}
+        assert snapshot.open_sell == {"EUR_USD": D(15000)}  # with the reduce-only order
+
+
+def test_the_open_order_limit_reads_the_count_only(book, instruments):
+    # given the open-order limit alone, then with a position limit
+    for rules, reads_wanted in (
+        ((checks.MAX_OPEN_ORDERS,), ["count"]),
+        ((checks.MAX_OPEN_ORDERS, checks.MAX_POSITION), ["sums of one instrument", "count"]),
+    ):
+        eur_usd_snapshot(book, instruments, _limits(*rules))
+        # when an order's snapshot is read
+        with CaptureQueriesContext(connection) as reads:
+            snapshot = eur_usd_snapshot(book, instruments, _limits(*rules))
+        # then the account's four open orders are counted, whatever their symbol
+        assert _open_order_reads(reads.captured_queries) == reads_wanted
+        assert snapshot.open_order_count == 4
+
+
+def test_the_books_read_every_symbols_open_orders_once(book, instruments):
+    # given every rule: the buying power values the margin every symbol's open orders reserve
+    eur_usd_snapshot(book, instruments, every_rule())
+    with CaptureQueriesContext(connection) as reads:
+        snapshot = eur_usd_snapshot(book, instruments, every_rule())
+    # then one read sums them all, and the count comes from it
+    assert _open_order_reads(reads.captured_queries) == ["sums"]
+    assert snapshot.open_order_count == 4
+    assert snapshot.open_buy == {"EUR_USD": D(20000), "AAPL": D(10)}
 
 
 def test_an_account_without_limits_reads_nothing(book, instruments, django_assert_num_queries):
