@@ -2,8 +2,10 @@
 the declared fields of OrderOutputSerializer, FillOutputSerializer and EventOutputSerializer
 describe, for orders, fills and events in every shape the API answers with."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import timezone as timezone_offset
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
@@ -15,6 +17,7 @@ from orders.api.serializers import (
     FillOutputSerializer,
     OrderDetailOutputSerializer,
     OrderOutputSerializer,
+    _time,
     event_body,
     fill_body,
     order_body,
@@ -101,3 +104,19 @@ def test_a_fill_with_a_commission_is_written_as_the_declared_fields_write_it(
     assert fills and all(fill.commission > 0 for fill in fills)
     for fill in fills:
         assert fill_body(fill) == fill_by_declared_fields(fill)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        datetime(2026, 12, 5, 21, 30, 5, 123456, tzinfo=UTC),
+        datetime(2026, 12, 5, 21, 30, 5, tzinfo=UTC),  # no microseconds
+        datetime(2026, 12, 5, 23, 30, 5, 10, tzinfo=timezone_offset(timedelta(hours=2))),
+        datetime(2026, 12, 5, 21, 30, 5, 10, tzinfo=ZoneInfo("UTC")),
+        datetime(2026, 12, 5, 16, 30, 5, 10, tzinfo=ZoneInfo("America/New_York")),
+    ],
+)
+def test_a_time_is_written_as_the_datetime_field_writes_it(value):
+    # the UTC values the database answers take a shorter path; others the field's own
+    assert _time(value) == serializers.DateTimeField().to_representation(value)
