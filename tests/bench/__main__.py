@@ -206,7 +206,7 @@ def curve_windows(profile: Profile) -> list[tuple[int, float, int | None]]:
 
 def count_steps(profile: Profile, skip_limits: bool) -> int:
     per_run = 3 + len(curve_windows(profile)) + len(profile.sweep_fractions) + 1
-    limits = 0 if skip_limits else 4 * profile.runs
+    limits = 0 if skip_limits else 5 * profile.runs
     return limits + 2 + per_run * profile.runs + 2
 
 

@@ -10,6 +10,12 @@ says, against the database `lab_bench` (recreated) and Redis databases 5 and 6 (
 - mini.py (bare DRF view, 2 INSERTs) on gunicorn gthread -w 2 --threads 2, wrk -t1 -c4 with
   post.lua, or, without wrk, 4 httpx connections   -> drf_floor_req_per_s, drf_floor_p50_ms,
   drf_floor_p99_ms
+- a Redis PING and a PostgreSQL `SELECT 1`, 1,000 each back to back and 1,000 each after 2 ms
+  idle (not a script of ../shared/limits: this project's own): redis_rtt_busy_us,
+  redis_rtt_idle_us, pg_rtt_busy_us, pg_rtt_idle_us. What a round trip costs when the machine
+  has gone idle in between, as it has between a lone order's steps. On a virtual machine
+  whose idle virtual CPUs halt (no halt polling), the wake-up is most of an idle round trip:
+  190 against 26 us for a PING on 2026-12-05's machine.
 
 Each figure is None when its tool is missing or fails; `notes` says why.
 """
@@ -276,6 +282,27 @@ class Limits:
             "drf_floor_p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 2),
         }
 
+    # --- round trips -------------------------------------------------------------------------
+
+    def round_trips(self, count: int = 1000, idle_s: float = 0.002) -> dict[str, float | None]:
+        """p50 of a round trip to Redis and to PostgreSQL, back to back and after `idle_s` of
+        idleness, in microseconds."""
+        client = redis.Redis(host="127.0.0.1", port=6379, db=CELERY_DBS[0], socket_timeout=5)
+        out: dict[str, float | None] = {}
+        try:
+            with pg_connect(LAB_DB) as conn:
+                for name, call in (
+                    ("redis", client.ping),
+                    ("pg", lambda: conn.execute("SELECT 1").fetchone()),
+                ):
+                    for mode, pause in (("busy", 0.0), ("idle", idle_s)):
+                        out[f"{name}_rtt_{mode}_us"] = _p50_us(call, count, pause)
+        except (redis.RedisError, psycopg.Error) as exc:
+            self.note(f"limits: round trips: {exc}")
+        finally:
+            client.close()
+        return out
+
     # --- all ---------------------------------------------------------------------------------
 
     def measure(self, step: Callable[[str], None]) -> dict[str, float | str | None]:
@@ -298,9 +325,24 @@ class Limits:
                 self.note(f"limits: Celery no-op: Redis: {exc}")
             step("limits: bare DRF floor")
             figures.update(self.drf_floor())
+            step("limits: round trips, busy and idle")
+            figures.update(self.round_trips())
         finally:
             self.cleanup()
         return figures
+
+
+def _p50_us(call: Callable[[], object], count: int, pause: float) -> float:
+    call()  # connected, warm
+    samples = []
+    for _ in range(count):
+        if pause:
+            time.sleep(pause)
+        started = time.perf_counter_ns()
+        call()
+        samples.append((time.perf_counter_ns() - started) / 1000)
+    samples.sort()
+    return round(samples[len(samples) // 2], 1)
 
 
 def _wrk_latency(text: str, label: str) -> float | None:

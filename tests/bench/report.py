@@ -30,6 +30,10 @@ LIMIT_ROWS = (
     "drf_floor_req_per_s",
     "drf_floor_p50_ms",
     "drf_floor_p99_ms",
+    "redis_rtt_busy_us",
+    "redis_rtt_idle_us",
+    "pg_rtt_busy_us",
+    "pg_rtt_idle_us",
 )
 
 
@@ -158,7 +162,10 @@ def render_table(results: dict[str, Any]) -> str:
     for row in rows:
         lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
     lines.append("")
-    lines.append("machine limits (this run, ../shared/limits scripts):")
+    lines.append(
+        "machine limits (this run, ../shared/limits scripts; the round trips p50, back to back"
+        " and after 2 ms idle):"
+    )
     for key in LIMIT_ROWS:
         lim = results["limits_runs"].get(key, {})
         extra = ""
