@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -246,6 +247,32 @@ def order_submit(
     order as rejected, with its reasons, and raise RiskRejected (422). The order, its events
     and its outbox row are one transaction; the venue is reached only after commit.
     `reduce_only` orders (the kill switch's flatten) are not rate-limited and pass a halt."""
+    with ExitStack() as held:
+        return _order_submit(
+            held,
+            account=account,
+            terms=terms,
+            user=user,
+            actor=actor,
+            correlation_id=correlation_id,
+            reduce_only=reduce_only,
+            _rate_counted=_rate_counted,
+        )
+
+
+def _order_submit(
+    held: ExitStack,
+    *,
+    account: Account,
+    terms: OrderTerms,
+    user: Any,
+    actor: str,
+    correlation_id: str,
+    reduce_only: bool,
+    _rate_counted: bool,
+) -> SubmitResult:
+    """order_submit; `held` keeps the account's check lock, when the order's limits take one,
+    until the order is stored (risk_services.limits_serialized)."""
     fingerprint = _fingerprint(terms)
     now = timezone.now()
     admission = None
@@ -260,6 +287,7 @@ def order_submit(
         reducing = risk_services.order_trading_state_check(
             gate, actor=actor, correlation_id=correlation_id, record=False
         )
+        held.enter_context(risk_services.limits_serialized(gate, reducing=reducing))
         breaches = risk_services.order_limit_breaches(gate, reducing=reducing)
     except ApplicationError as refusal:
         # A refused order is not counted by the rate limit (a halt refuses after the count).
@@ -875,10 +903,9 @@ def order_modify(
                 "quantity",
                 f"must be above the filled quantity {encode(order.filled_quantity)}",
             )
-        breaches = risk_services.order_limit_breaches(
-            _gate_for(order, terms.quantity, terms.limit_price, terms.stop_price),
-            reducing=reducing,
-        )
+        gate = _gate_for(order, terms.quantity, terms.limit_price, terms.stop_price)
+        with risk_services.limits_serialized(gate, reducing=reducing):  # this transaction's
+            breaches = risk_services.order_limit_breaches(gate, reducing=reducing)
         if not breaches:
             return _modify_apply(order, requested, terms, actor, correlation_id)
     risk_services.risk_event_record(

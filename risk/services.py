@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
 import redis
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from brokers.base import VenueError
@@ -296,6 +297,62 @@ def order_trading_state_check(
             },
         )
     return True
+
+
+# The rules whose check reads what the account's other orders change: its open orders, its
+# positions, its books. Two orders checked at once against these would each pass without the
+# other (max_open_orders 5 and ten orders sent together stored eight, 2026-12-05).
+STATEFUL_RULES = selectors.NEEDS_POSITIONS | {checks.MAX_OPEN_ORDERS}
+# pg_advisory_lock's first key: this lock's kind; the second is the account's id.
+_ACCOUNT_CHECK_LOCK = 0x52534B  # "RSK"
+
+
+@contextmanager
+def limits_serialized(request: GateRequest, *, reducing: bool) -> Iterator[None]:
+    """Hold the account's check lock from the order's limit check until it is stored, when a
+    limit that applies to it reads what the account's other orders change (STATEFUL_RULES):
+    orders of one account submitted at once are then checked one after the other, each
+    against the ones stored before it. Any other order takes no lock. Inside a transaction
+    the lock is the transaction's (released when it ends); outside, the session's, released
+    on the way out. PostgreSQL only: the SQLite fallback runs one writer. Raises
+    RiskUnavailable when the lock cannot be taken."""
+    rules = {
+        limit.rule
+        for limit in selectors.limits_for(
+            account=request.account.code,
+            strategy_id=request.strategy_id,
+            symbol=request.instrument.symbol,
+        )
+    }
+    if reducing:
+        rules.add(checks.REDUCE_ONLY)
+    if connection.vendor != "postgresql" or not rules & STATEFUL_RULES:
+        yield
+        return
+    in_transaction = connection.in_atomic_block
+    lock = "pg_advisory_xact_lock" if in_transaction else "pg_advisory_lock"
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {lock}(%s, %s)", [_ACCOUNT_CHECK_LOCK, request.account.pk])
+    except DatabaseError as error:
+        raise RiskUnavailable(f"risk check lock unavailable ({error}): order refused") from error
+    if in_transaction:
+        yield
+        return
+    try:
+        yield
+    finally:
+        _account_check_unlock(request.account.pk)
+
+
+def _account_check_unlock(account_id: int) -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_ACCOUNT_CHECK_LOCK, account_id])
+    except DatabaseError:
+        # A session's locks end with it: closed, it holds none (a new one replaces it).
+        logger.warning("risk check lock not released; closing the connection", exc_info=True)
+        connection.close()
 
 
 def order_limit_breaches(request: GateRequest, *, reducing: bool) -> list[checks.Breach]:
