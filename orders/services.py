@@ -13,12 +13,12 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 from uuid import UUID
 
 from django.conf import settings
@@ -226,6 +226,22 @@ def _repeat_of(account: Account, client_order_id: str, fingerprint: str) -> Subm
 RISK_REJECTED_EVENT = "risk_rejected"
 
 
+T = TypeVar("T")
+
+
+def _with_exit_stack(function: Callable[..., T]) -> Callable[..., T]:
+    """Run `function` with an ExitStack (its `_held` argument) closed when it returns or
+    raises: what it enters there is held until then."""
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> T:
+        with ExitStack() as held:
+            return function(*args, _held=held, **kwargs)
+
+    return run
+
+
+@_with_exit_stack
 def order_submit(
     *,
     account: Account,
@@ -235,6 +251,7 @@ def order_submit(
     correlation_id: str = "",
     reduce_only: bool = False,
     _rate_counted: bool = False,
+    _held: ExitStack,
 ) -> SubmitResult:
     """Validate, risk-check and store a new order and queue it for its venue.
 
@@ -247,32 +264,6 @@ def order_submit(
     order as rejected, with its reasons, and raise RiskRejected (422). The order, its events
     and its outbox row are one transaction; the venue is reached only after commit.
     `reduce_only` orders (the kill switch's flatten) are not rate-limited and pass a halt."""
-    with ExitStack() as held:
-        return _order_submit(
-            held,
-            account=account,
-            terms=terms,
-            user=user,
-            actor=actor,
-            correlation_id=correlation_id,
-            reduce_only=reduce_only,
-            _rate_counted=_rate_counted,
-        )
-
-
-def _order_submit(
-    held: ExitStack,
-    *,
-    account: Account,
-    terms: OrderTerms,
-    user: Any,
-    actor: str,
-    correlation_id: str,
-    reduce_only: bool,
-    _rate_counted: bool,
-) -> SubmitResult:
-    """order_submit; `held` keeps the account's check lock, when the order's limits take one,
-    until the order is stored (risk_services.limits_serialized)."""
     fingerprint = _fingerprint(terms)
     now = timezone.now()
     admission = None
@@ -287,7 +278,8 @@ def _order_submit(
         reducing = risk_services.order_trading_state_check(
             gate, actor=actor, correlation_id=correlation_id, record=False
         )
-        held.enter_context(risk_services.limits_serialized(gate, reducing=reducing))
+        # the account's check lock, when its limits take one: held until the order is stored
+        _held.enter_context(risk_services.limits_serialized(gate, reducing=reducing))
         breaches = risk_services.order_limit_breaches(gate, reducing=reducing)
     except ApplicationError as refusal:
         # A refused order is not counted by the rate limit (a halt refuses after the count).

@@ -15,6 +15,7 @@ from orders.models import Account, Order
 from orders.validation import OrderTerms
 from risk.exceptions import RiskRejected
 from risk.models import RiskLimit
+from tests.helpers import buy_limit_terms
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -22,20 +23,12 @@ D = Decimal
 SENDERS = 10
 
 
-def resting(client_order_id: str, quantity: str = "1000") -> OrderTerms:
-    """A buy far below the market: it rests."""
-    return OrderTerms(
-        symbol="EUR_USD",
-        side="buy",
-        type="limit",
-        time_in_force="gtc",
-        quantity=D(quantity),
-        limit_price=D("1.00000"),
-        client_order_id=client_order_id,
-    )
+def resting(client_order_id: str) -> OrderTerms:
+    """A buy of 1,000 far below the market: it rests."""
+    return buy_limit_terms(D("1.00000"), client_order_id)
 
 
-def send_together(account, user, quantity="1000", senders=SENDERS) -> list[str]:
+def send_together(account, user, senders=SENDERS) -> list[str]:
     """`senders` resting buy orders of the account, released together: what each got."""
     start = threading.Barrier(senders)
     answers: list[str] = []
@@ -47,7 +40,7 @@ def send_together(account, user, quantity="1000", senders=SENDERS) -> list[str]:
                 account=account,
                 user=user,
                 actor="user:test",
-                terms=resting(f"together-{n}", quantity),
+                terms=resting(f"together-{n}"),
             )
             answers.append("stored")
         except RiskRejected:
