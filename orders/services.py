@@ -13,12 +13,12 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from django.conf import settings
@@ -226,22 +226,6 @@ def _repeat_of(account: Account, client_order_id: str, fingerprint: str) -> Subm
 RISK_REJECTED_EVENT = "risk_rejected"
 
 
-T = TypeVar("T")
-
-
-def _with_exit_stack(function: Callable[..., T]) -> Callable[..., T]:
-    """Run `function` with an ExitStack (its `_held` argument) closed when it returns or
-    raises: what it enters there is held until then."""
-
-    @functools.wraps(function)
-    def run(*args: Any, **kwargs: Any) -> T:
-        with ExitStack() as held:
-            return function(*args, _held=held, **kwargs)
-
-    return run
-
-
-@_with_exit_stack
 def order_submit(
     *,
     account: Account,
@@ -251,7 +235,6 @@ def order_submit(
     correlation_id: str = "",
     reduce_only: bool = False,
     _rate_counted: bool = False,
-    _held: ExitStack,
 ) -> SubmitResult:
     """Validate, risk-check and store a new order and queue it for its venue.
 
@@ -264,75 +247,85 @@ def order_submit(
     order as rejected, with its reasons, and raise RiskRejected (422). The order, its events
     and its outbox row are one transaction; the venue is reached only after commit.
     `reduce_only` orders (the kill switch's flatten) are not rate-limited and pass a halt."""
-    fingerprint = _fingerprint(terms)
-    now = timezone.now()
-    admission = None
-    try:
-        gate = _gate_request(account, terms, instrument_by_symbol(terms.symbol), now, reduce_only)
-        if not reduce_only:
-            intake_check()
-        if not (reduce_only or _rate_counted):
-            admission = risk_services.order_rate_limit(
-                user=user, account=account, actor=actor, correlation_id=correlation_id, record=False
+    # What `held` holds (the account's check lock, when the order's limits take one) is
+    # held until the order is stored or refused.
+    with ExitStack() as held:
+        fingerprint = _fingerprint(terms)
+        now = timezone.now()
+        admission = None
+        try:
+            gate = _gate_request(
+                account, terms, instrument_by_symbol(terms.symbol), now, reduce_only
             )
-        reducing = risk_services.order_trading_state_check(
-            gate, actor=actor, correlation_id=correlation_id, record=False
-        )
-        # the account's check lock, when its limits take one: held until the order is stored
-        _held.enter_context(risk_services.limits_serialized(gate, reducing=reducing))
-        breaches = risk_services.order_limit_breaches(gate, reducing=reducing)
-    except ApplicationError as refusal:
-        # A refused order is not counted by the rate limit (a halt refuses after the count).
-        # A repeat is answered with what the first request got, whatever the gate says now,
-        # and leaves no refusal in the audit trail.
-        risk_services.order_rate_release(admission)
-        repeat = _repeat_of(account, terms.client_order_id, fingerprint)
-        if repeat is None:
-            risk_services.refusal_record(refusal)
-            raise
-        return repeat
-    order = _new_order(gate, terms, user, now, fingerprint, breaches)
-    events = _creation_events(order, actor=actor, correlation_id=correlation_id, breaches=breaches)
-    try:
-        if breaches:
-            with transaction.atomic():
-                rows_insert([order], events)
-                risk_services.risk_event_record(
-                    kind="order_rejected",
+            if not reduce_only:
+                intake_check()
+            if not (reduce_only or _rate_counted):
+                admission = risk_services.order_rate_limit(
+                    user=user,
+                    account=account,
                     actor=actor,
-                    account=account.code,
-                    order_id=order.id,
-                    reason=order.reject_reason or "",
                     correlation_id=correlation_id,
-                    data={"reasons": risk_services.reasons_of(breaches)},
+                    record=False,
                 )
-        else:
-            # The order, its events and its outbox row: one statement, one transaction.
-            submission = outbox.message(
-                "orders.submit", order_id=str(order.id), correlation_id=correlation_id
+            reducing = risk_services.order_trading_state_check(
+                gate, actor=actor, correlation_id=correlation_id, record=False
             )
-            rows_insert([order], events, [submission])
-            outbox.publish_after_commit(submission)
-    except IntegrityError:
-        # A repeat, or two requests with one client_order_id racing: the unique key answers.
-        repeat = _repeat_of(account, order.client_order_id, fingerprint)
-        if repeat is None:
-            raise
-        risk_services.order_rate_release(admission)  # a repeat is not a new order
-        return repeat
-    except (OperationalError, InterfaceError) as error:
-        if not _stored_after_all(error, order.id):
+            # with the account's check lock, when its limits take one: held until it is stored
+            breaches = held.enter_context(risk_services.limits_checked(gate, reducing=reducing))
+        except ApplicationError as refusal:
+            # A refused order is not counted by the rate limit (a halt refuses after the count).
+            # A repeat is answered with what the first request got, whatever the gate says now,
+            # and leaves no refusal in the audit trail.
             risk_services.order_rate_release(admission)
-            raise
-        if not breaches:  # stored, though the answer was lost on the way
-            outbox.publish_after_commit(submission)
-    if breaches:
-        raise RiskRejected(
-            order.reject_reason or "risk limits breached",
-            order_id=order.id,
-            extra={"reasons": risk_services.reasons_of(breaches)},
+            repeat = _repeat_of(account, terms.client_order_id, fingerprint)
+            if repeat is None:
+                risk_services.refusal_record(refusal)
+                raise
+            return repeat
+        order = _new_order(gate, terms, user, now, fingerprint, breaches)
+        events = _creation_events(
+            order, actor=actor, correlation_id=correlation_id, breaches=breaches
         )
-    return SubmitResult(order=order, created=True)
+        try:
+            if breaches:
+                with transaction.atomic():
+                    rows_insert([order], events)
+                    risk_services.risk_event_record(
+                        kind="order_rejected",
+                        actor=actor,
+                        account=account.code,
+                        order_id=order.id,
+                        reason=order.reject_reason or "",
+                        correlation_id=correlation_id,
+                        data={"reasons": risk_services.reasons_of(breaches)},
+                    )
+            else:
+                # The order, its events and its outbox row: one statement, one transaction.
+                submission = outbox.message(
+                    "orders.submit", order_id=str(order.id), correlation_id=correlation_id
+                )
+                rows_insert([order], events, [submission])
+                outbox.publish_after_commit(submission)
+        except IntegrityError:
+            # A repeat, or two requests with one client_order_id racing: the unique key answers.
+            repeat = _repeat_of(account, order.client_order_id, fingerprint)
+            if repeat is None:
+                raise
+            risk_services.order_rate_release(admission)  # a repeat is not a new order
+            return repeat
+        except (OperationalError, InterfaceError) as error:
+            if not _stored_after_all(error, order.id):
+                risk_services.order_rate_release(admission)
+                raise
+            if not breaches:  # stored, though the answer was lost on the way
+                outbox.publish_after_commit(submission)
+        if breaches:
+            raise RiskRejected(
+                order.reject_reason or "risk limits breached",
+                order_id=order.id,
+                extra={"reasons": risk_services.reasons_of(breaches)},
+            )
+        return SubmitResult(order=order, created=True)
 
 
 def _stored_after_all(error: DatabaseError, order_id: UUID) -> bool:
@@ -896,10 +889,10 @@ def order_modify(
                 f"must be above the filled quantity {encode(order.filled_quantity)}",
             )
         gate = _gate_for(order, terms.quantity, terms.limit_price, terms.stop_price)
-        with risk_services.limits_serialized(gate, reducing=reducing):  # this transaction's
-            breaches = risk_services.order_limit_breaches(gate, reducing=reducing)
-        if not breaches:
-            return _modify_apply(order, requested, terms, actor, correlation_id)
+        # the check lock, when taken, is this transaction's: held until the change commits
+        with risk_services.limits_checked(gate, reducing=reducing) as breaches:
+            if not breaches:
+                return _modify_apply(order, requested, terms, actor, correlation_id)
     risk_services.risk_event_record(
         kind="modify_rejected",
         actor=actor,

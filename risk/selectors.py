@@ -211,6 +211,15 @@ def _quotes(venue: str, symbols: list[str]) -> dict[str, VenueQuote]:
     return dict(venue_for(venue).quotes(symbols))
 
 
+def rules_checked(limits: list[checks.Limit], *, reducing: bool) -> set[str]:
+    """The rules an order is checked against: its limits', and reduce-only under a reducing
+    state."""
+    rules = {limit.rule for limit in limits}
+    if reducing:
+        rules.add(checks.REDUCE_ONLY)
+    return rules
+
+
 def snapshot_for(
     *,
     account: Account,
@@ -222,9 +231,7 @@ def snapshot_for(
 ) -> checks.Snapshot:
     """Everything the checks need for this order, and nothing they do not: with every rule
     configured, four reads (open orders, positions, quotes, the books)."""
-    rules = {limit.rule for limit in limits}
-    if reducing:
-        rules.add(checks.REDUCE_ONLY)
+    rules = rules_checked(limits, reducing=reducing)
     symbol = instrument.symbol
     positions: dict[str, Decimal] = {}
     strategy_positions: dict[str, Decimal] = {}

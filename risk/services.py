@@ -307,27 +307,27 @@ STATEFUL_RULES = selectors.NEEDS_POSITIONS | {checks.MAX_OPEN_ORDERS}
 _ACCOUNT_CHECK_LOCK = 0x52534B  # "RSK"
 
 
+def order_limit_breaches(request: GateRequest, *, reducing: bool) -> list[checks.Breach]:
+    """Every limit the order breaches (empty: it passes), without the account's check lock:
+    an order about to be stored is checked by `limits_checked`. Raises RiskUnavailable when
+    the snapshot cannot be read."""
+    return _breaches(request, _limits_of(request), reducing=reducing)
+
+
 @contextmanager
-def limits_serialized(request: GateRequest, *, reducing: bool) -> Iterator[None]:
-    """Hold the account's check lock from the order's limit check until it is stored, when a
-    limit that applies to it reads what the account's other orders change (STATEFUL_RULES):
-    orders of one account submitted at once are then checked one after the other, each
-    against the ones stored before it. Any other order takes no lock. Inside a transaction
-    the lock is the transaction's (released when it ends); outside, the session's, released
-    on the way out. PostgreSQL only: the SQLite fallback runs one writer. Raises
-    RiskUnavailable when the lock cannot be taken."""
-    rules = {
-        limit.rule
-        for limit in selectors.limits_for(
-            account=request.account.code,
-            strategy_id=request.strategy_id,
-            symbol=request.instrument.symbol,
-        )
-    }
-    if reducing:
-        rules.add(checks.REDUCE_ONLY)
-    if connection.vendor != "postgresql" or not rules & STATEFUL_RULES:
-        yield
+def limits_checked(request: GateRequest, *, reducing: bool) -> Iterator[list[checks.Breach]]:
+    """Every limit the order breaches (empty: it passes), the account's check lock held from
+    before the check until the block ends, when a limit that applies reads what the account's
+    other orders change (STATEFUL_RULES): orders of one account submitted at once are then
+    checked one after the other, each against the ones stored before it. The caller stores
+    the order inside the block. Any other order takes no lock. Inside a transaction the lock
+    is the transaction's (released when it ends); outside, the session's, released when the
+    block ends. PostgreSQL only: the SQLite fallback runs one writer. Raises RiskUnavailable
+    when the lock or the snapshot cannot be had."""
+    limits = _limits_of(request)
+    stateful = selectors.rules_checked(limits, reducing=reducing) & STATEFUL_RULES
+    if connection.vendor != "postgresql" or not stateful:
+        yield _breaches(request, limits, reducing=reducing)
         return
     in_transaction = connection.in_atomic_block
     lock = "pg_advisory_xact_lock" if in_transaction else "pg_advisory_lock"
@@ -336,13 +336,11 @@ def limits_serialized(request: GateRequest, *, reducing: bool) -> Iterator[None]
             cursor.execute(f"SELECT {lock}(%s, %s)", [_ACCOUNT_CHECK_LOCK, request.account.pk])
     except DatabaseError as error:
         raise RiskUnavailable(f"risk check lock unavailable ({error}): order refused") from error
-    if in_transaction:
-        yield
-        return
     try:
-        yield
+        yield _breaches(request, limits, reducing=reducing)
     finally:
-        _account_check_unlock(request.account.pk)
+        if not in_transaction:
+            _account_check_unlock(request.account.pk)
 
 
 def _account_check_unlock(account_id: int) -> None:
@@ -355,16 +353,23 @@ def _account_check_unlock(account_id: int) -> None:
         connection.close()
 
 
-def order_limit_breaches(request: GateRequest, *, reducing: bool) -> list[checks.Breach]:
-    """Every limit the order breaches (empty: it passes). Raises RiskUnavailable when the
-    snapshot cannot be read."""
-    symbol = request.instrument.symbol
+def _limits_of(request: GateRequest) -> list[checks.Limit]:
     try:
-        limits = selectors.limits_for(
-            account=request.account.code, strategy_id=request.strategy_id, symbol=symbol
+        return selectors.limits_for(
+            account=request.account.code,
+            strategy_id=request.strategy_id,
+            symbol=request.instrument.symbol,
         )
-        if not limits and not reducing:
-            return []
+    except DatabaseError as error:
+        raise RiskUnavailable(f"risk limits unavailable ({error}): order refused") from error
+
+
+def _breaches(
+    request: GateRequest, limits: list[checks.Limit], *, reducing: bool
+) -> list[checks.Breach]:
+    if not limits and not reducing:
+        return []
+    try:
         snapshot = selectors.snapshot_for(
             account=request.account,
             instrument=request.instrument,
@@ -379,7 +384,7 @@ def order_limit_breaches(request: GateRequest, *, reducing: bool) -> list[checks
         snapshot = _without_order(snapshot, request.replacing)
     proposed = checks.ProposedOrder(
         account=request.account.code,
-        symbol=symbol,
+        symbol=request.instrument.symbol,
         side=request.side,
         type=request.type,
         quantity=request.quantity,
