@@ -92,6 +92,21 @@ def broker():
     client.close()
 
 
+@pytest.fixture
+def queued(broker):
+    """The order ids submit tasks queued during the test name (no worker takes them here;
+    the queue may hold earlier tests' messages)."""
+    from tests.helpers import queued_submissions
+
+    before = len(queued_submissions(broker))
+
+    def since() -> list[str]:
+        now = queued_submissions(broker)
+        return now[: len(now) - before]  # kombu pushes on the left
+
+    return since
+
+
 INSTRUMENTS = [
     # symbol, asset class, base, quote, lot, min, tick, reference
     ("EUR_USD", "fx", "EUR", "USD", "1", "1", "0.00001", "1.08500"),

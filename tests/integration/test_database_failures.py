@@ -10,7 +10,7 @@ from django.db import OperationalError
 from orders import services
 from orders.models import Account, Order
 from risk.models import RiskLimit
-from tests.helpers import assert_replays, order_body, queued_submissions, submit
+from tests.helpers import assert_replays, order_body, submit
 from tests.workers import WebProcess
 
 
@@ -39,19 +39,6 @@ def test_a_database_failure_is_a_503_to_retry_and_the_retry_stores_the_order_onc
     again = submit(api, expect=(200,), client_order_id="db-down-1")
     assert first["id"] == again["id"]
     assert Order.objects.filter(client_order_id="db-down-1").count() == 1
-
-
-@pytest.fixture
-def queued(broker):
-    """The order ids submit tasks queued during the test name (no worker takes them here;
-    the queue may hold earlier tests' messages)."""
-    before = len(queued_submissions(broker))
-
-    def since() -> list[str]:
-        now = queued_submissions(broker)
-        return now[: len(now) - before]  # kombu pushes on the left
-
-    return since
 
 
 def breaking_insert(*, at_call: int = 1, stored: bool = False):

@@ -1,13 +1,13 @@
 """A limit that reads what the account's other orders change (its open orders, its
 positions) holds when orders of the account are submitted at once: they are checked one
-after the other (risk.services.limits_serialized), each against the ones stored before it.
+after the other (risk.services.limits_checked), each against the ones stored before it.
 On real PostgreSQL, with a thread and a connection per order."""
 
 import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 
 from orders import services
@@ -15,7 +15,7 @@ from orders.models import Account, Order
 from orders.validation import OrderTerms
 from risk.exceptions import RiskRejected
 from risk.models import RiskLimit
-from tests.helpers import buy_limit_terms
+from tests.helpers import buy_limit_terms, order_body, submit
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -135,3 +135,61 @@ def test_a_modify_under_such_a_limit_holds_the_lock_until_its_transaction_ends(a
     assert advisory_locks() == 0
     order.refresh_from_db()
     assert order.quantity == D("2000")
+
+
+def failing(statement: str):
+    """An execute wrapper under which the statements containing `statement` fail as a
+    dropped connection would."""
+
+    def execute(run, sql, params, many, context):
+        if statement in sql:
+            raise OperationalError(f"{statement}: server closed the connection unexpectedly")
+        return run(sql, params, many, context)
+
+    return execute
+
+
+def test_a_check_lock_not_taken_refuses_the_order_and_keeps_nothing(api, settings, queued):
+    # given one order a minute, a limit that takes the check lock, and a lock that fails
+    settings.RISK_ORDERS_PER_MINUTE = 1
+    RiskLimit.objects.create(scope="account", target="ACC-1", rule="max_open_orders", value=D(5))
+    with connection.execute_wrapper(failing("pg_advisory_lock")):
+        response = api.post("/api/v1/orders/", order_body(), format="json")
+    # then the order is refused to be sent again, and nothing is stored, queued or held
+    assert response.status_code == 503, response.content
+    assert response.json()["error"]["code"] == "risk_unavailable"
+    assert not Order.objects.exists()
+    assert queued() == []
+    assert advisory_locks() == 0
+    # and its count was given back: sent again, it is the minute's one order
+    submit(api, expect=(201,))
+
+
+def test_a_snapshot_failing_under_the_check_lock_releases_it(api, monkeypatch, queued):
+    # given a limit that takes the check lock, and a snapshot that cannot be read
+    RiskLimit.objects.create(scope="account", target="ACC-1", rule="max_position", value=D(10**6))
+
+    def unreadable(**kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr("risk.selectors.snapshot_for", unreadable)
+    response = api.post("/api/v1/orders/", order_body(), format="json")
+    # then the order is refused, nothing is stored or queued, and the lock is not held
+    assert response.status_code == 503, response.content
+    assert not Order.objects.exists()
+    assert queued() == []
+    assert advisory_locks() == 0
+
+
+def test_a_check_lock_not_released_closes_the_connection_and_the_order_stands(api, queued):
+    # given a limit that takes the check lock, and its release failing
+    RiskLimit.objects.create(scope="account", target="ACC-1", rule="max_open_orders", value=D(5))
+    with connection.execute_wrapper(failing("pg_advisory_unlock")):
+        response = api.post("/api/v1/orders/", order_body(), format="json")
+    # then the order stored is answered as stored, once, and queued once; the connection
+    # that held the lock was closed, so no lock is left to hold the account's next orders
+    assert response.status_code == 201, response.content
+    stored = Order.objects.get()
+    assert str(stored.id) == response.json()["id"]
+    assert queued() == [str(stored.id)]
+    assert advisory_locks() == 0
