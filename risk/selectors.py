@@ -201,7 +201,6 @@ def working_orders(account: Account, *, instrument: Instrument | None = None) ->
                 unpriced=db_decimal(unpriced),
             )
         )
-    working.sort(key=lambda group: (group.symbol, group.side, group.reduce_only))
     return working
 
 

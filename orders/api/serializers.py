@@ -197,8 +197,7 @@ def _time(value: Any) -> str | None:
         and settings.TIME_ZONE == "UTC"
         and api_settings.DATETIME_FORMAT == ISO_8601
     ):
-        text = value.isoformat()
-        return text[:-6] + "Z" if text.endswith("+00:00") else text
+        return value.isoformat()[: -len("+00:00")] + "Z"
     return _TIME.to_representation(value)
 
 

@@ -87,8 +87,9 @@ def _rest_until(account: Account, like: Order, count: int) -> int:
         copy.status = OrderStatus.ACKNOWLEDGED
         copies.append(copy)
     Order.objects.bulk_create(copies, batch_size=2000)
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE orders_order") if connection.vendor == "postgresql" else None
+    if connection.vendor == "postgresql":  # the planner sees the account's open orders
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE orders_order")
     return Order.objects.filter(account=account, status__in=OPEN).count()
 
 
