@@ -25,6 +25,7 @@ its short transaction) and the run with its breaks, written together at the end.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import Counter
@@ -231,11 +232,9 @@ class _Reconciliation:
         self.counts: Counter[str] = Counter()
         self._reported_events: set[int] = set()
         self._status_flagged: set[UUID] = set()
-        # The venue's working orders by our order id (read once a pass: `_venue_working`),
-        # and the ids of our orders open at the venue just before it was asked.
-        self._listed: dict[UUID | str, VenueOrderState] | None = None
+        # The ids of our orders open at the venue just before it was asked for its working
+        # orders (`_venue_working`).
         self._open_before: set[UUID] = set()
-        self._listing_read = False
 
     def check(self, venue: VenueAdapter) -> None:
         self.venue = venue
@@ -252,7 +251,7 @@ class _Reconciliation:
         # Ours first, then the venue's list: whatever the venue does after our read shows as a
         # difference, and the order is asked about.
         orders = _seen(at_venue.filter(updated_at__lt=cutoff).order_by("updated_at", "pk"))
-        listed = (self._venue_working() or {}) if orders else {}
+        listed = (self._venue_working or {}) if orders else {}
         for seen in orders:
             if _agrees(seen, listed.get(seen.id)):
                 self.counts["orders_matched"] += 1
@@ -263,20 +262,18 @@ class _Reconciliation:
             self.counts["orders_checked"] += 1
             self._order_check(seen, judge_lost=True)
 
+    @functools.cached_property
     def _venue_working(self) -> dict[UUID | str, VenueOrderState] | None:
         """The venue's working orders by our order id, asked once a pass (both checks use the
         one answer); None where the venue cannot list its orders. Our open orders are read
         just before the venue is asked (`_open_before`), so that one closing here meanwhile
         is not taken for a stranger."""
-        if not self._listing_read:
-            self._listing_read = True
-            self._open_before = self._open_here()
-            try:
-                working = self.venue.working_orders()
-            except NotImplementedError:
-                return None
-            self._listed = {_order_key(state.client_order_id): state for state in working}
-        return self._listed
+        self._open_before = self._open_here()
+        try:
+            working = self.venue.working_orders()
+        except NotImplementedError:
+            return None
+        return {_order_key(state.client_order_id): state for state in working}
 
     def _open_here(self) -> set[UUID]:
         open_here = Order.objects.filter(venue=self.venue_name, status__in=OPEN)
@@ -410,7 +407,7 @@ class _Reconciliation:
         stranger. From the venue's list of its working orders the strangers are named; a venue
         that cannot list them is compared by count (`account()["working_orders"]`), if it
         gives one."""
-        listed = self._venue_working()
+        listed = self._venue_working
         if listed is None:
             self._working_orders_counted()
             return
